@@ -1,0 +1,88 @@
+"""`convhub demo`: build the example models in code and convert each through every route.
+
+The examples live in the `examples/` folder of a convhub checkout; each demo source names a
+function there that returns a model object, or writes a model into a folder and returns its path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from convhub import capture, pyref
+from convhub.convert import run
+from convhub.errors import ConvhubError, UsageError
+from convhub.plugins import default_registry
+from convhub.table import number, render
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    label: str
+    reference: str  # file:function in examples/
+    writes_file: bool  # the function takes a directory and returns a path
+
+
+SOURCES = [
+    DemoSource("Keras file (.keras)", "keras_cnn.py:keras_file", True),
+    DemoSource("in-memory keras.Model", "keras_cnn.py:model", False),
+    DemoSource("SavedModel directory", "keras_cnn.py:saved_model", True),
+]
+
+
+def examples_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent / "examples"
+    if not here.is_dir():
+        raise UsageError("the demo needs the examples/ folder of a convhub checkout")
+    return here
+
+
+def make_source(source: DemoSource, workdir: Path):
+    file, _, name = source.reference.partition(":")
+    module = pyref._import(str(examples_dir() / file))
+    fn = getattr(module, name)
+    with capture.native_output():
+        return Path(fn(str(workdir))) if source.writes_file else fn()
+
+
+def main(out: str | None = None, as_json: bool = False, progress=lambda msg: None) -> int:
+    registry = default_registry()
+    root = Path(out) if out else Path(tempfile.mkdtemp(prefix="convhub-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows, payload, failures = [], [], 0
+    for i, source in enumerate(SOURCES):
+        progress(f"building {source.label} from examples/{source.reference}")
+        model = make_source(source, root)
+        source_format = registry.formats[
+            next(f.name for f in registry.formats.values() if f.detect and f.detect(model))
+        ]
+        targets = sorted(f for f in registry.formats if f != source_format.name and registry.graph.routes(source_format.name, f))
+        for target in targets:
+            fmt = registry.formats[target]
+            output = root / f"{i}-{source_format.name}-to-{target}{fmt.suffix}"
+            progress(f"{source.label} → {target}")
+            try:
+                result = run(model, target, output, force=True, progress=lambda m: None)
+            except ConvhubError as exc:
+                failures += 1
+                rows.append([source.label, target, "", "", "ERROR", str(exc)])
+                payload.append({"source": source.label, "target": target, "ok": False, "error": str(exc)})
+                continue
+            failures += not result.ok
+            worst = max((p.max_abs_diff or 0.0 for p in result.parity if p.checked), default=None)
+            rows.append([
+                source.label, target, " → ".join(result.route.formats), number(worst),
+                "ok" if result.ok else "FAILED", f"{result.seconds:.1f}s" if result.ok else result.error,
+            ])
+            payload.append({"source": source.label, **result.to_json()})
+    table = render(["source", "target", "route", "max abs diff", "parity", "time"], rows)
+    if as_json:
+        print(json.dumps({"ok": failures == 0, "conversions": payload, "output_dir": str(root)}, indent=2))
+        print(table, file=sys.stderr)
+    else:
+        print(table)
+        print(f"\n{len(rows) - failures}/{len(rows)} conversions passed; models in {root}")
+    return 0 if failures == 0 else 1

@@ -1,0 +1,51 @@
+"""Errors that end a command with a one-line message; the exit code says whose fault it was."""
+
+
+class ConvhubError(Exception):
+    """Something went wrong that convhub can explain in one line."""
+
+    exit_code = 1
+
+
+class UsageError(ConvhubError):
+    """The command line or the call was malformed (unknown format, bad arrow...)."""
+
+    exit_code = 2
+
+
+class InputError(ConvhubError):
+    """The input is missing, unreadable, or not a model of the expected format."""
+
+    exit_code = 2
+
+
+class NoRouteError(ConvhubError):
+    """No usable chain of conversions leads from the source to the target."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, reasons: list[str] | None = None):
+        super().__init__(message)
+        self.reasons = reasons or []
+
+
+class ConversionError(ConvhubError):
+    """A converter failed, or produced something its runtime will not load."""
+
+    exit_code = 1
+
+
+class ParityError(ConvhubError):
+    """A converted artifact does not compute what the source computes."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class PluginError(ConvhubError):
+    """A plugin contributed something invalid."""
+
+    exit_code = 1

@@ -1,0 +1,123 @@
+"""The routing graph: formats are nodes, conversions are edges. Pure Python, imports no framework."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from convhub.errors import NoRouteError
+from convhub.types import Conversion
+
+MAX_HOPS = 6
+
+
+@functools.lru_cache(maxsize=None)
+def module_available(name: str) -> bool:
+    """Whether `name` can be imported, found without importing it (only parents of dotted names)."""
+    top = name.partition(".")[0]
+    try:
+        if importlib.util.find_spec(top) is None:
+            return False
+        return top == name or importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_modules(names: Iterable[str]) -> list[str]:
+    return [n for n in names if not module_available(n)]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A chain of conversions, source first."""
+
+    source: str
+    hops: tuple[Conversion, ...]
+
+    @property
+    def formats(self) -> list[str]:
+        return [self.source, *(h.target for h in self.hops)]
+
+    @property
+    def cost(self) -> float:
+        return sum(h.cost for h in self.hops)
+
+    @property
+    def lossy(self) -> bool:
+        return any(h.lossy for h in self.hops)
+
+    def __str__(self) -> str:
+        return " → ".join(self.formats)
+
+    def to_json(self) -> dict:
+        return {
+            "route": self.formats,
+            "cost": round(self.cost, 3),
+            "lossy": self.lossy,
+            "hops": [
+                {"from": h.source, "to": h.target, "conversion": h.name, "plugin": h.plugin, "lossy": h.lossy}
+                for h in self.hops
+            ],
+        }
+
+
+class RouteGraph:
+    def __init__(self, conversions: Iterable[Conversion]):
+        self.conversions = list(conversions)
+
+    def blocked(self, edge: Conversion, facts: Mapping[str, Any] | None = None) -> str | None:
+        """Why this edge cannot be used for a model with these facts, or None if it can."""
+        missing = missing_modules(edge.requires)
+        if missing:
+            return f"needs {', '.join(repr(m) for m in missing)}, not installed"
+        if facts is not None and edge.refuse is not None:
+            reason = edge.refuse(facts)
+            if reason:
+                return f"refuses this model: {reason}"
+        return None
+
+    def _paths(self, source: str, target: str, usable) -> list[Route]:
+        """Every simple path from source to target over the usable edges, cheapest first."""
+        out: list[Route] = []
+
+        def walk(node: str, hops: tuple[Conversion, ...], seen: frozenset[str]) -> None:
+            if node == target and hops:
+                out.append(Route(source, hops))
+                return
+            if len(hops) >= MAX_HOPS:
+                return
+            for edge in self.conversions:
+                if edge.source == node and edge.target not in seen and usable(edge):
+                    walk(edge.target, hops + (edge,), seen | {edge.target})
+
+        walk(source, (), frozenset({source}))
+        return sorted(out, key=lambda r: (r.cost, len(r.hops), r.formats))
+
+    def routes(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[Route]:
+        """The usable routes, cheapest first (empty when there is none)."""
+        return self._paths(source, target, lambda e: self.blocked(e, facts) is None)
+
+    def best(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> Route:
+        """The cheapest usable route; NoRouteError explains why there is none."""
+        if source == target:
+            raise NoRouteError(f"{source} → {target}: source and target are the same format")
+        found = self.routes(source, target, facts)
+        if found:
+            return found[0]
+        reasons = self.explain(source, target, facts)
+        raise NoRouteError(f"no route from {source} to {target}: " + "; ".join(reasons), reasons)
+
+    def explain(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[str]:
+        """Why each conversion that could lead from source to target cannot be used."""
+        candidates = self._paths(source, target, lambda e: True)
+        if not candidates:
+            return [f"no chain of conversions leads from {source} to {target}"]
+        reasons: dict[str, str] = {}
+        for route in candidates:
+            for edge in route.hops:
+                why = self.blocked(edge, facts)
+                if why and edge.name not in reasons:
+                    reasons[edge.name] = f"{edge.source} → {edge.target} ({edge.plugin or 'unknown plugin'}) {why}"
+        return list(reasons.values())

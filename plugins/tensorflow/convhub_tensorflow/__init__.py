@@ -1,0 +1,54 @@
+"""convhub's TensorFlow plugin: Keras models and SavedModels as formats, Keras → SavedModel, runners.
+
+Like every convhub plugin this module imports no framework: TensorFlow and Keras are imported
+inside the functions that need them, when a conversion or a check actually runs.
+"""
+
+from convhub import hookimpl
+from convhub.types import Conversion, Format, Runner
+
+from convhub_tensorflow import keras_model, saved_model
+
+
+@hookimpl
+def convhub_formats():
+    return [
+        Format(
+            "keras",
+            "Keras 3 model: a .keras or legacy .h5 file, or an in-memory keras.Model",
+            read=keras_model.read,
+            detect=keras_model.detect,
+            suffix=".keras",
+            requires=("keras", "tensorflow"),
+        ),
+        Format(
+            "savedmodel",
+            "TensorFlow SavedModel directory",
+            read=saved_model.read,
+            detect=saved_model.detect,
+            directory=True,
+            requires=("tensorflow",),
+        ),
+    ]
+
+
+@hookimpl
+def convhub_conversions():
+    return [
+        Conversion(
+            "keras",
+            "savedmodel",
+            convert=keras_model.export_saved_model,
+            requires=("keras", "tensorflow"),
+            cost=2.0,
+            description="keras.Model.export(format='tf_saved_model')",
+        ),
+    ]
+
+
+@hookimpl
+def convhub_runners():
+    return [
+        Runner("keras", load=keras_model.Session, requires=("keras", "tensorflow"), name="keras"),
+        Runner("savedmodel", load=saved_model.Session, requires=("tensorflow",), name="tensorflow"),
+    ]

@@ -1,0 +1,67 @@
+"""TensorFlow SavedModels: reading one signature's specs and running it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from convhub.errors import InputError
+from convhub.types import Artifact, TensorSpec
+
+from convhub_tensorflow import _tf
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def detect(thing: Any) -> bool:
+    return isinstance(thing, Path) and thing.is_dir() and (
+        (thing / "saved_model.pb").exists() or (thing / "saved_model.pbtxt").exists()
+    )
+
+
+def _signature(path: Path, name: str):
+    tf = _tf.tensorflow()
+    loaded = tf.saved_model.load(str(path))
+    if name not in loaded.signatures:
+        available = ", ".join(sorted(loaded.signatures)) or "none"
+        raise InputError(f"{path} has no signature {name!r} (available: {available})")
+    return loaded, loaded.signatures[name]
+
+
+def _specs(fn) -> list[TensorSpec]:
+    return [
+        TensorSpec(name, tuple(spec.shape.as_list()), _tf.numpy_dtype(spec.dtype))
+        for name, spec in fn.structured_input_signature[1].items()
+    ]
+
+
+def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
+    if not detect(thing):
+        raise InputError(f"{thing} is not a SavedModel directory (no saved_model.pb inside)")
+    signature = options.get("signature") or DEFAULT_SIGNATURE
+    _, fn = _signature(thing, signature)
+    specs = _specs(fn)
+    return Artifact(
+        "savedmodel",
+        path=thing,
+        facts={
+            "inputs": specs,
+            "signature": signature,
+            "dynamic_dims": [f"{s.name}[{i}]" for s in specs for i, d in enumerate(s.shape) if d is None],
+            "dtypes": sorted({s.dtype for s in specs}),
+        },
+    )
+
+
+class Session:
+    """Runs one signature of a SavedModel with TensorFlow."""
+
+    def __init__(self, artifact: Artifact):
+        self._loaded, self._fn = _signature(artifact.path, artifact.facts.get("signature", DEFAULT_SIGNATURE))
+        self.inputs = _specs(self._fn)
+        self.outputs = list(self._fn.structured_outputs)
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        tf = _tf.tensorflow()
+        result = self._fn(**{name: tf.constant(value) for name, value in feeds.items()})
+        return {name: result[name].numpy() for name in self.outputs}
