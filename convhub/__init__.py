@@ -39,8 +39,8 @@ __all__ = [
 
 
 def convert(model, to, output=None, **kwargs):
-    """Convert a model (a path or an in-memory model) to format `to`; see convhub.convert.convert."""
-    from convhub.convert import convert as _convert
+    """Convert a model (a path or an in-memory model) to format `to`; see convhub.pipeline.convert."""
+    from convhub.pipeline import convert as _convert
 
     return _convert(model, to, output, **kwargs)
 

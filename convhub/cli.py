@@ -172,7 +172,8 @@ def summary(result) -> str:
 
 
 def cmd_convert(args) -> int:
-    from convhub import convert, pyref
+    from convhub import pyref
+    from convhub.pipeline import run
 
     if len(args.args) > 2:
         raise UsageError(f"expected [SRC→DST] INPUT, got {len(args.args)} arguments")
@@ -191,7 +192,7 @@ def cmd_convert(args) -> int:
     if pyref.looks_like_reference(model):
         progress(f"importing {model} (this runs its code)")
         model = pyref.load(model)
-    result = convert.run(
+    result = run(
         model, target, args.output, source=source, force=args.force, check=args.check, seed=args.seed,
         atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed, options=options, progress=progress,
     )
@@ -229,6 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("convhub: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug in convhub or a plugin: say so in one line unless debugging
+        if os.environ.get("CONVHUB_DEBUG"):
+            raise
+        print(f"convhub: internal error: {type(exc).__name__}: {exc} (set CONVHUB_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 def run() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convhub import capture, pyref
-from convhub.convert import run
+from convhub.pipeline import run
 from convhub.errors import ConvhubError, UsageError
 from convhub.plugins import default_registry
 from convhub.table import number, render
@@ -69,7 +69,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
             except ConvhubError as exc:
                 failures += 1
                 rows.append([source.label, target, "", "", "ERROR", str(exc)])
-                payload.append({"source": source.label, "target": target, "ok": False, "error": str(exc)})
+                payload.append({"example": source.label, "target": target, "ok": False, "error": str(exc)})
                 continue
             failures += not result.ok
             worst = max((p.max_abs_diff or 0.0 for p in result.parity if p.checked), default=None)
@@ -77,7 +77,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
                 source.label, target, " → ".join(result.route.formats), number(worst),
                 "ok" if result.ok else "FAILED", f"{result.seconds:.1f}s" if result.ok else result.error,
             ])
-            payload.append({"source": source.label, **result.to_json()})
+            payload.append({"example": source.label, **result.to_json()})
     table = render(["source", "target", "route", "max abs diff", "parity", "time"], rows)
     if as_json:
         print(json.dumps({"ok": failures == 0, "conversions": payload, "output_dir": str(root)}, indent=2))

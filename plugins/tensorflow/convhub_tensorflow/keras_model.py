@@ -44,9 +44,9 @@ def _check_file(path: Path) -> None:
 
 
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
-    keras = _tf.keras()
     if isinstance(thing, Path):
         _check_file(thing)
+        keras = _tf.keras()
         model = keras.saving.load_model(thing, safe_mode=options.get("safe_mode", True), compile=False)
         path = thing
     elif _is_keras_object(thing):

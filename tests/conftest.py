@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONVHUB = Path(sys.executable).parent / "convhub"  # the installed console script, as users run it
+
+
+def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CONVHUB), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def build_cnn(seed: int = 1):
+    """Convolution, non-linearity and dense layers, with a dynamic batch dim."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    image = keras.Input(shape=(12, 12, 2), name="image")
+    x = keras.layers.Conv2D(6, 3, activation="relu")(image)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="gelu")(x)
+    return keras.Model(image, keras.layers.Dense(4, name="scores")(x))
+
+
+@pytest.fixture(scope="session")
+def cnn_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "cnn.keras"
+    build_cnn().save(path)
+    return path

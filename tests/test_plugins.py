@@ -1,0 +1,86 @@
+"""Plugin registration: built-ins arrive through entry points, test plugins through the same hooks."""
+
+import pytest
+
+from convhub import hookimpl
+from convhub.errors import PluginError
+from convhub.plugins import Registry, plugin_manager
+from convhub.types import Conversion, Format, Runner
+
+
+class TinyPlugin:
+    """A plugin registered from the tests: a new format with an edge from tflite and a runner."""
+
+    @hookimpl
+    def convhub_formats(self):
+        return [Format("tinyfmt", "a format only this test knows", suffix=".tiny")]
+
+    @hookimpl
+    def convhub_conversions(self):
+        return [Conversion("tflite", "tinyfmt", convert=lambda a, d, o: None, cost=0.5)]
+
+    @hookimpl
+    def convhub_runners(self):
+        return [Runner("tinyfmt", load=lambda artifact: None, name="tiny-runner")]
+
+
+def test_builtin_plugins_register_through_entry_points():
+    registry = Registry(plugin_manager())
+    assert {"tensorflow", "tflite"} <= set(registry.plugins)
+    assert registry.plugins["tflite"].version == "0.1.0"
+    assert registry.formats["keras"].plugin == "tensorflow"
+    assert registry.formats["tflite"].plugin == "tflite"
+    assert {c.name: c.plugin for c in registry.conversions}.items() >= {
+        ("keras->savedmodel", "tensorflow"),
+        ("savedmodel->tflite", "tflite"),
+    }
+    assert registry.graph.best("keras", "tflite").formats == ["keras", "savedmodel", "tflite"]
+
+
+def test_a_plugin_registered_from_a_test_extends_the_graph_and_is_stamped():
+    pm = plugin_manager()
+    pm.register(TinyPlugin(), name="tiny")
+    registry = Registry(pm)
+    assert registry.formats["tinyfmt"].plugin == "tiny"
+    route = registry.graph.best("keras", "tinyfmt")
+    assert route.formats == ["keras", "savedmodel", "tflite", "tinyfmt"]
+    assert [h.plugin for h in route.hops] == ["tensorflow", "tflite", "tiny"]
+    assert registry.plugins["tiny"].formats == ["tinyfmt"]
+    assert registry.plugins["tiny"].runners == ["tiny-runner"]
+    assert registry.runners["tinyfmt"][0].plugin == "tiny"
+
+
+def test_the_same_format_from_two_plugins_names_both():
+    class Clash:
+        @hookimpl
+        def convhub_formats(self):
+            return [Format("tflite", "another tflite")]
+
+    pm = plugin_manager()
+    pm.register(Clash(), name="clash")
+    with pytest.raises(PluginError, match="format 'tflite' is defined by both plugin 'tflite' and plugin 'clash'"):
+        Registry(pm)
+
+
+def test_a_hook_returning_the_wrong_type_is_named():
+    class Wrong:
+        @hookimpl
+        def convhub_formats(self):
+            return [{"name": "dict-format"}]
+
+    pm = plugin_manager(entry_points=False)
+    pm.register(Wrong(), name="wrong")
+    with pytest.raises(PluginError, match="plugin 'wrong': convhub_formats\\(\\) returned a dict"):
+        Registry(pm)
+
+
+def test_an_edge_to_an_unknown_format_is_named():
+    class Dangling:
+        @hookimpl
+        def convhub_conversions(self):
+            return [Conversion("keras", "nowhere", convert=lambda a, d, o: None)]
+
+    pm = plugin_manager()
+    pm.register(Dangling(), name="dangling")
+    with pytest.raises(PluginError, match="plugin 'dangling': conversion 'keras->nowhere' uses unknown format 'nowhere'"):
+        Registry(pm)
