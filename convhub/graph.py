@@ -78,26 +78,34 @@ class RouteGraph:
                 return f"refuses this model: {reason}"
         return None
 
-    def _paths(self, source: str, target: str, usable) -> list[Route]:
-        """Every simple path from source to target over the usable edges, cheapest first."""
+    def _paths(self, source: str, target: str, facts: Mapping[str, Any] | None, check: bool) -> list[Route]:
+        """Every simple path from source to target, cheapest first; with `check`, over usable edges only.
+
+        Facts flow along a path: each edge sees the source's facts updated by what the edges
+        before it produce.
+        """
         out: list[Route] = []
 
-        def walk(node: str, hops: tuple[Conversion, ...], seen: frozenset[str]) -> None:
+        def walk(node: str, hops: tuple[Conversion, ...], seen: frozenset[str], known) -> None:
             if node == target and hops:
                 out.append(Route(source, hops))
                 return
             if len(hops) >= MAX_HOPS:
                 return
             for edge in self.conversions:
-                if edge.source == node and edge.target not in seen and usable(edge):
-                    walk(edge.target, hops + (edge,), seen | {edge.target})
+                if edge.source != node or edge.target in seen:
+                    continue
+                if check and self.blocked(edge, known) is not None:
+                    continue
+                after = None if known is None else {**known, **edge.produces}
+                walk(edge.target, hops + (edge,), seen | {edge.target}, after)
 
-        walk(source, (), frozenset({source}))
+        walk(source, (), frozenset({source}), None if facts is None else dict(facts))
         return sorted(out, key=lambda r: (r.cost, len(r.hops), r.formats))
 
     def routes(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[Route]:
         """The usable routes, cheapest first (empty when there is none)."""
-        return self._paths(source, target, lambda e: self.blocked(e, facts) is None)
+        return self._paths(source, target, facts, check=True)
 
     def best(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> Route:
         """The cheapest usable route; NoRouteError explains why there is none."""
@@ -111,13 +119,16 @@ class RouteGraph:
 
     def explain(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[str]:
         """Why each conversion that could lead from source to target cannot be used."""
-        candidates = self._paths(source, target, lambda e: True)
+        candidates = self._paths(source, target, None, check=False)
         if not candidates:
             return [f"no chain of conversions leads from {source} to {target}"]
         reasons: dict[str, str] = {}
         for route in candidates:
+            known = None if facts is None else dict(facts)
             for edge in route.hops:
-                why = self.blocked(edge, facts)
+                why = self.blocked(edge, known)
                 if why and edge.name not in reasons:
                     reasons[edge.name] = f"{edge.source} → {edge.target} ({edge.plugin or 'unknown plugin'}) {why}"
+                if known is not None:
+                    known = {**known, **edge.produces}
         return list(reasons.values())

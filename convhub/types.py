@@ -94,6 +94,9 @@ class Conversion:
     cost:     relative price, for choosing among routes (roughly: seconds on a small model).
     lossy:    whether the target may lose precision (quantization...).
     refuse:   refuse(facts) returns why this edge cannot take a model, or None if it can.
+    produces: facts known to hold for every artifact this edge writes (e.g. the SavedModel from
+              a native JAX export holds XlaCallModule ops); the router passes them to the edges
+              after this one, so a route is planned whole before anything runs.
     """
 
     source: str
@@ -103,6 +106,7 @@ class Conversion:
     cost: float = 1.0
     lossy: bool = False
     refuse: Callable[[Mapping[str, Any]], str | None] | None = None
+    produces: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     name: str = ""
     plugin: str = ""

@@ -52,6 +52,19 @@ def test_refusals_use_the_model_facts_and_say_why():
     assert info.value.reasons == ["savedmodel → onnx (test) refuses this model: holds XlaCallModule ops"]
 
 
+def test_facts_produced_by_a_hop_reach_the_edges_after_it():
+    refuse = lambda facts: "holds XlaCallModule ops" if facts.get("xla_call_module") else None  # noqa: E731
+    native = Conversion("jax", "savedmodel", convert=lambda a, d, o: None, produces={"xla_call_module": True})
+    graph = RouteGraph([native, edge("savedmodel", "onnx", refuse=refuse),
+                        edge("savedmodel", "tflite"), edge("tflite", "onnx", cost=3)])
+    assert graph.best("jax", "onnx", {}).formats == ["jax", "savedmodel", "tflite", "onnx"]
+    # A SavedModel read from disk without such ops goes straight to ONNX.
+    assert graph.best("savedmodel", "onnx", {}).formats == ["savedmodel", "onnx"]
+    graph = RouteGraph([native, edge("savedmodel", "onnx", refuse=refuse)])
+    with pytest.raises(NoRouteError, match="savedmodel → onnx \\(test\\) refuses this model: holds XlaCallModule"):
+        graph.best("jax", "onnx", {})
+
+
 def test_no_edge_at_all_is_said_plainly():
     graph = RouteGraph([edge("a", "b")])
     with pytest.raises(NoRouteError, match="no chain of conversions leads from b to a"):

@@ -34,7 +34,9 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
     import tensorflow as tf
 
     signature = artifact.facts.get("signature", "serving_default")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(artifact.path), signature_keys=[signature])
+    # Every signature the SavedModel serves survives into the .tflite; the checked one first.
+    keys = [signature] + [s for s in artifact.facts.get("signatures", []) if s != signature]
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(artifact.path), signature_keys=keys)
     destination.write_bytes(converter.convert())
     return {"precision": "float32", "signature": signature}
 
