@@ -1,42 +1,56 @@
-"""Parity: run the source and a converted artifact on the same inputs and compare their outputs."""
+"""Parity: run the source and converted artifacts on the same inputs and compare their outputs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from convhub.errors import InputError
 from convhub.types import TensorSpec
 
-DEFAULT_BATCH = 3  # > 1, so a batch dim that was frozen to 1 by a converter is caught
+DEFAULT_BATCH = 3  # > 1, so a batch dim that a converter froze to 1 is caught
 DEFAULT_DYNAMIC_SIZE = 8
+HISTOGRAM_BINS = 24
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """|candidate - reference| <= atol + rtol * |reference|, element-wise."""
+    """Element-wise |candidate - reference| <= atol + rtol * |reference|.
+
+    min_top1: for outputs that look like class scores (batch, classes), the share of rows whose
+    arg-max must agree with the source; used for quantized models, whose scores move but whose
+    decisions should not.
+    """
 
     atol: float
     rtol: float
+    min_top1: float | None = None
 
     def to_json(self) -> dict:
-        return {"atol": self.atol, "rtol": self.rtol}
+        return {"atol": self.atol, "rtol": self.rtol, "min_top1": self.min_top1}
 
 
-# By the precision an artifact keeps; conversions report theirs as the fact "precision".
+# By the precision an artifact keeps (the fact "precision" a conversion reports). Measured on the
+# examples and the tests' models; see docs/parity.md for the figures behind them.
 TOLERANCES = {
     "float32": Tolerance(atol=1e-4, rtol=1e-4),
     "float16": Tolerance(atol=1e-2, rtol=1e-2),
     "dynamic-range": Tolerance(atol=5e-2, rtol=5e-2),
-    "int8": Tolerance(atol=1e-1, rtol=1e-1),
+    "int8": Tolerance(atol=1e-1, rtol=1e-1, min_top1=0.9),
 }
 
 
-def make_inputs(
-    specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH
-) -> dict[str, np.ndarray]:
-    """Seeded inputs for a model's input specs; the leading dynamic dim becomes `batch`."""
+def tolerance_for(precision: str | None, atol: float | None = None, rtol: float | None = None) -> Tolerance:
+    base = TOLERANCES.get(precision or "float32", TOLERANCES["float32"])
+    return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol, base.min_top1)
+
+
+def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH) -> dict[str, np.ndarray]:
+    """Seeded inputs for a model's input specs: the leading dynamic dim becomes `batch`,
+    other dynamic dims DEFAULT_DYNAMIC_SIZE; floats uniform in [-1, 1), integers in [0, 10), booleans."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:
@@ -55,6 +69,33 @@ def make_inputs(
     return feeds
 
 
+def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """The user's own inputs from an .npz: keyed by input name, or positional (arr_0...) in input order."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 - numpy's many ways of saying "not an npz"
+        raise InputError(f"{path} is not a NumPy .npz file: {exc}") from None
+    names = [s.name for s in specs]
+    if set(names) <= set(arrays):
+        chosen = {n: arrays[n] for n in names}
+    elif len(arrays) == len(names) and all(k == f"arr_{i}" for i, k in enumerate(arrays)):
+        chosen = dict(zip(names, arrays.values()))
+    else:
+        raise InputError(f"{path} holds {sorted(arrays)}; the model's inputs are {names}")
+    for spec in specs:
+        value = chosen[spec.name]
+        if len(value.shape) != len(spec.shape) or any(
+            d is not None and d != v for d, v in zip(spec.shape, value.shape)
+        ):
+            raise InputError(f"{path}: input {spec.name!r} has shape {value.shape}, the model takes {spec.shape}")
+        chosen[spec.name] = value.astype(np.dtype(spec.dtype), copy=False)
+    return chosen
+
+
 def match_feeds(
     feeds: Mapping[str, np.ndarray], source_specs: Sequence[TensorSpec], target_specs: Sequence[TensorSpec]
 ) -> dict[str, np.ndarray]:
@@ -62,34 +103,121 @@ def match_feeds(
     if {s.name for s in target_specs} == set(feeds):
         return {s.name: feeds[s.name] for s in target_specs}
     if len(target_specs) != len(source_specs):
-        raise ValueError(
-            f"the artifact takes {len(target_specs)} inputs, the source {len(source_specs)}"
-        )
+        raise ValueError(f"the artifact takes {len(target_specs)} inputs, the source {len(source_specs)}")
     return {t.name: feeds[s.name] for s, t in zip(source_specs, target_specs)}
 
 
 @dataclass
 class OutputDiff:
+    """How one output of a candidate differs from the same output of a reference."""
+
     name: str
-    max_abs_diff: float
     passed: bool
+    max_abs_diff: float = float("inf")
+    max_rel_diff: float = float("inf")
+    mean_abs_diff: float = float("inf")
+    beyond_fraction: float = 1.0
+    cosine: float | None = None
+    needed_atol: float | None = None  # the atol that would have passed, at the same rtol
+    top1_agreement: float | None = None
     reason: str = ""
+    candidate_name: str = ""
+    histogram: dict | None = None  # log10 |error| bins, for the HTML report
 
     def to_json(self) -> dict:
-        return {"name": self.name, "max_abs_diff": self.max_abs_diff, "passed": self.passed, "reason": self.reason}
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def _looks_like_class_scores(ref: np.ndarray) -> bool:
+    return ref.ndim == 2 and ref.shape[1] > 1 and np.issubdtype(ref.dtype, np.floating)
+
+
+def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, candidate_name: str = "") -> OutputDiff:
+    ref, cand = np.asarray(ref), np.asarray(cand)
+    if ref.shape != cand.shape:
+        return OutputDiff(name, False, reason=f"shape {cand.shape}, the reference has {ref.shape}",
+                          candidate_name=candidate_name)
+    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    err = np.abs(cand64 - ref64)
+    if not np.isfinite(cand64).all() and not np.array_equal(np.isfinite(cand64), np.isfinite(ref64)):
+        return OutputDiff(name, False, reason="non-finite values where the reference has none",
+                          candidate_name=candidate_name)
+    err = np.where(np.isfinite(err), err, 0.0)
+    if err.size == 0:
+        return OutputDiff(name, True, 0.0, 0.0, 0.0, 0.0, None, 0.0, candidate_name=candidate_name)
+    bound = tol.atol + tol.rtol * np.abs(ref64)
+    beyond = err > bound
+    norms = np.linalg.norm(ref64) * np.linalg.norm(cand64)
+    cosine = float(np.dot(ref64.ravel(), cand64.ravel()) / norms) if norms > 0 else None
+    top1 = None
+    if _looks_like_class_scores(ref):
+        top1 = float(np.mean(ref.argmax(axis=1) == cand.argmax(axis=1)))
+    nonzero = err[err > 0]
+    histogram = None
+    if nonzero.size:
+        counts, edges = np.histogram(np.log10(nonzero), bins=HISTOGRAM_BINS)
+        histogram = {"log10_edges": edges.round(3).tolist(), "counts": counts.tolist(), "exact": int(err.size - nonzero.size)}
+    reasons = []
+    if beyond.any():
+        reasons.append(
+            f"{beyond.mean():.1%} of values beyond atol={tol.atol:g}, rtol={tol.rtol:g} (max abs diff {err.max():.3g})"
+        )
+    if tol.min_top1 is not None and top1 is not None and top1 < tol.min_top1:
+        reasons.append(f"top-1 agreement {top1:.1%} < {tol.min_top1:.0%}")
+    return OutputDiff(
+        name,
+        passed=not reasons,
+        max_abs_diff=float(err.max()),
+        max_rel_diff=float((err / np.maximum(np.abs(ref64), 1e-12)).max()),
+        mean_abs_diff=float(err.mean()),
+        beyond_fraction=float(beyond.mean()),
+        cosine=cosine,
+        needed_atol=float(max(0.0, (err - tol.rtol * np.abs(ref64)).max())),
+        top1_agreement=top1,
+        reason="; ".join(reasons),
+        candidate_name=candidate_name,
+        histogram=histogram,
+    )
+
+
+def pair_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> list[tuple[str, str]] | str:
+    """Pairs (reference name, candidate name): by name when the names survived, else by signature order.
+    A string says why no pairing is possible."""
+    ref_names, cand_names = list(reference), list(candidate)
+    if len(ref_names) != len(cand_names):
+        return f"{len(cand_names)} outputs ({', '.join(cand_names)}) where the source has {len(ref_names)} ({', '.join(ref_names)})"
+    if set(ref_names) == set(cand_names):
+        return [(n, n) for n in ref_names]
+    return list(zip(ref_names, cand_names))
+
+
+def compare(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tol: Tolerance
+) -> tuple[list[OutputDiff], str]:
+    """Per-output differences, and a reason when the outputs cannot even be paired."""
+    pairs = pair_outputs(reference, candidate)
+    if isinstance(pairs, str):
+        return [], pairs
+    return [compare_output(r, reference[r], candidate[c], tol, c) for r, c in pairs], ""
 
 
 @dataclass
 class ParityEntry:
-    """How one artifact on a route compares with the source."""
+    """How one artifact on a route compares with the source, and with the hop before it."""
 
     format: str
     checked: bool
     passed: bool
-    max_abs_diff: float | None = None
+    runner: str = ""
     tolerance: Tolerance | None = None
-    outputs: list[OutputDiff] = field(default_factory=list)
+    outputs: list[OutputDiff] = field(default_factory=list)  # against the source
+    previous: str = ""  # the format of the hop before, when that was not the source
+    vs_previous: list[OutputDiff] = field(default_factory=list)
     reason: str = ""
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        return max((o.max_abs_diff for o in self.outputs), default=None) if self.checked else None
 
     def to_json(self) -> dict:
         return {
@@ -97,40 +225,33 @@ class ParityEntry:
             "checked": self.checked,
             "passed": self.passed,
             "max_abs_diff": self.max_abs_diff,
+            "runner": self.runner,
             "tolerance": self.tolerance.to_json() if self.tolerance else None,
             "outputs": [o.to_json() for o in self.outputs],
+            "previous": self.previous or None,
+            "vs_previous": [o.to_json() for o in self.vs_previous],
             "reason": self.reason,
         }
 
 
-def compare(
-    fmt: str, reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tol: Tolerance
+def judge(
+    fmt: str,
+    runner: str,
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    tol: Tolerance,
+    previous: tuple[str, Mapping[str, np.ndarray]] | None = None,
 ) -> ParityEntry:
-    """Compare outputs by name when the names survived conversion, else by signature order."""
-    ref_names, cand_names = list(reference), list(candidate)
-    if len(ref_names) != len(cand_names):
-        return ParityEntry(
-            fmt, True, False, tolerance=tol,
-            reason=f"{len(cand_names)} outputs where the source has {len(ref_names)}",
-        )
-    pairs = (
-        [(n, n) for n in ref_names] if set(ref_names) == set(cand_names) else list(zip(ref_names, cand_names))
-    )
-    diffs: list[OutputDiff] = []
-    for ref_name, cand_name in pairs:
-        ref = np.asarray(reference[ref_name])
-        cand = np.asarray(candidate[cand_name])
-        if ref.shape != cand.shape:
-            diffs.append(OutputDiff(ref_name, float("inf"), False, f"shape {cand.shape}, source has {ref.shape}"))
-            continue
-        ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
-        err = np.abs(cand64 - ref64)
-        finite = np.isfinite(err).all()
-        max_abs = float(err.max()) if err.size else 0.0
-        ok = bool(finite and np.all(err <= tol.atol + tol.rtol * np.abs(ref64)))
-        reason = "" if ok else ("non-finite values" if not finite else f"exceeds atol={tol.atol:g}, rtol={tol.rtol:g}")
-        diffs.append(OutputDiff(ref_name, max_abs, ok, reason))
-    worst = max((d.max_abs_diff for d in diffs), default=0.0)
+    """Compare a candidate's outputs with the source's, and with the previous hop's when there is one."""
+    diffs, why = compare(reference, candidate, tol)
+    entry = ParityEntry(fmt, True, False, runner, tol, diffs)
+    if why:
+        entry.reason = why
+        return entry
     failed = [d for d in diffs if not d.passed]
-    reason = "; ".join(f"output {d.name!r}: {d.reason}" for d in failed)
-    return ParityEntry(fmt, True, not failed, worst, tol, diffs, reason)
+    entry.passed = not failed
+    entry.reason = "; ".join(f"output {d.name!r}: {d.reason}" for d in failed)
+    if previous is not None:
+        entry.previous = previous[0]
+        entry.vs_previous, _ = compare(previous[1], candidate, tol)
+    return entry

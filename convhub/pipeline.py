@@ -1,8 +1,10 @@
-"""Running a route: read the source, convert hop by hop, check parity, then publish the output.
+"""Running routes: read the source, convert hop by hop, check parity, then publish the outputs.
 
-The output appears at its destination only when every hop converted and the check passed
-(or the caller asked to keep a failed result), and it appears atomically: a rename of a
-complete copy, so an interrupted run leaves nothing half-written behind.
+Several targets are converted in one process and share their common hops: the SavedModel on the
+way to TFLite, ONNX and TF.js is written once. An output appears at its destination only when
+every hop on its route converted and the check passed (or the caller asked to keep a failed
+result), and it appears atomically: a rename of a complete copy, so an interrupted run leaves
+nothing half-written behind.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from convhub import capture, parity
 from convhub.errors import ConversionError, ConvhubError, InputError, ParityError, UsageError
 from convhub.graph import Route, missing_modules
 from convhub.plugins import Registry, default_registry
-from convhub.types import Artifact, Format
+from convhub.types import Artifact, Conversion, Format
 
 Progress = Callable[[str], None]
 
@@ -45,7 +47,9 @@ class ArtifactRecord:
     path: Path | None  # None for an intermediate that was not kept
     bytes: int
     plugin: str
+    conversion: str
     seconds: float
+    facts: dict[str, Any] = field(default_factory=dict)  # what the hop reported about what it wrote
 
     def to_json(self) -> dict:
         return {
@@ -53,20 +57,23 @@ class ArtifactRecord:
             "path": str(self.path) if self.path else None,
             "bytes": self.bytes,
             "plugin": self.plugin,
+            "conversion": self.conversion,
             "seconds": round(self.seconds, 3),
+            "facts": jsonable(self.facts),
         }
 
 
 @dataclass
 class ConversionResult:
-    """What `convert` did: the route, each artifact, each parity check, and whether all is well."""
+    """What converting to one target did: the route, each artifact, each parity check."""
 
     source: str
     route: Route
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     parity: list[parity.ParityEntry] = field(default_factory=list)
     output: Path | None = None
-    seed: int = 0
+    seed: int | None = 0
+    inputs: str = "random"  # or the user's .npz
     facts: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
@@ -79,12 +86,14 @@ class ConversionResult:
         return {
             "ok": self.ok,
             "source": self.source,
+            "target": self.route.formats[-1],
             "route": self.route.formats,
             "hops": self.route.to_json()["hops"],
             "artifacts": [a.to_json() for a in self.artifacts],
             "parity": [p.to_json() for p in self.parity],
             "output": str(self.output) if self.output else None,
             "seed": self.seed,
+            "inputs": self.inputs,
             "facts": jsonable(self.facts),
             "error": self.error or None,
             "seconds": round(self.seconds, 3),
@@ -96,8 +105,10 @@ def jsonable(value: Any) -> Any:
         return value.to_json()
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -110,9 +121,9 @@ def detect_format(registry: Registry, model: Any) -> Format:
         return found[0]
     what = str(model) if isinstance(model, (str, os.PathLike)) else f"a {type(model).__name__} object"
     if not found:
-        raise InputError(f"cannot tell which format {what} is; name it, e.g. keras→tflite")
+        raise InputError(f"cannot tell which format {what} is; name it, e.g. keras→tflite or --from keras")
     names = ", ".join(f.name for f in found)
-    raise InputError(f"{what} could be any of {names}; name the source format")
+    raise InputError(f"{what} could be any of {names}; name the source format with --from")
 
 
 def read_source(
@@ -154,8 +165,7 @@ def publish(built: Path, destination: Path, force: bool) -> None:
         if destination.exists() and not force:  # re-checked: something may have appeared meanwhile
             raise UsageError(f"{destination} exists; use --force to overwrite it")
         if destination.is_dir() and not destination.is_symlink():
-            old = staging / "previous"
-            os.rename(destination, old)
+            os.rename(destination, staging / "previous")  # removed with the staging folder
             os.rename(staged, destination)
         else:
             if staged.is_dir() and destination.exists():
@@ -170,132 +180,222 @@ def check_destination(destination: Path, force: bool) -> None:
         raise UsageError(f"{destination} exists; use --force to overwrite it")
 
 
-def run(
+def default_output_name(model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).name.split(".")[0] or "model"
+    return getattr(model, "name", None) or "model"
+
+
+def run(model: Any, to: str, output: str | os.PathLike | None = None, **kwargs: Any) -> ConversionResult:
+    """Convert to one format and check; returns the result even when a hop or the check failed."""
+    return run_many(model, [to], {to: output}, **kwargs)[0]
+
+
+def run_many(
     model: Any,
-    to: str,
-    output: str | os.PathLike | None = None,
+    targets: Sequence[str],
+    outputs: Mapping[str, str | os.PathLike | None],
     *,
     source: str | None = None,
     force: bool = False,
     check: bool = True,
     seed: int = 0,
+    inputs: str | os.PathLike | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     keep_failed: bool = False,
+    keep_intermediates: str | os.PathLike | None = None,
     options: Mapping[str, Any] | None = None,
     progress: Progress = _quiet,
     registry: Registry | None = None,
-) -> ConversionResult:
-    """Convert and check; returns the result even when a hop or the check failed.
+) -> list[ConversionResult]:
+    """Convert `model` to every target in one process, sharing common hops, and check each artifact.
 
-    Raises UsageError / InputError / NoRouteError before any conversion starts.
+    Raises UsageError / InputError / NoRouteError before any conversion starts; conversion and
+    parity failures are reported in the results (`ok`, `error`).
     """
     started = time.perf_counter()
     registry = registry or default_registry()
-    target = registry.format(to)
+    if not targets:
+        raise UsageError("name at least one target format")
+    for name in targets:
+        registry.format(name)
     src_format = registry.format(source) if source else None
-    destination = Path(output) if output is not None else None
-    if destination is not None:
-        check_destination(destination, force)
+    destinations = {t: Path(outputs[t]) if outputs.get(t) is not None else None for t in targets}
+    for dest in destinations.values():
+        if dest is not None:
+            check_destination(dest, force)
+    if keep_intermediates is not None:
+        Path(keep_intermediates).mkdir(parents=True, exist_ok=True)
     options = dict(options or {})
 
     # Plan before the expensive read, so a pair with no route at all fails in milliseconds.
     if src_format is not None:
-        registry.graph.best(src_format.name, target.name)
+        for name in targets:
+            registry.graph.best(src_format.name, name)
     progress(f"reading {describe(model)}")
-    artifact = read_source(registry, model, src_format, options)
-    route = registry.graph.best(artifact.format, target.name, artifact.facts)
-    progress(f"route: {route}")
-    result = ConversionResult(source=artifact.format, route=route, seed=seed, facts=dict(artifact.facts))
+    source_artifact = read_source(registry, model, src_format, options)
+    routes = {t: registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}
+    for route in routes.values():
+        progress(f"route: {route}")
 
     workdir = Path(tempfile.mkdtemp(prefix="convhub-"))
     try:
-        artifacts = [artifact]
+        built, records, errors = _convert_all(routes, source_artifact, workdir, options, registry, progress)
+        entries: dict[tuple[str, ...], parity.ParityEntry] = {}
+        feeds_from = "random"
+        if check and built.keys() - {()}:
+            entries = _check_all(registry, built, seed, inputs, atol, rtol, progress)
+            feeds_from = str(inputs) if inputs is not None else "random"
+        results = []
+        for target, route in routes.items():
+            prefixes = [_prefix(route.hops[: i + 1]) for i in range(len(route.hops))]
+            result = ConversionResult(
+                source=source_artifact.format,
+                route=route,
+                artifacts=[records[p] for p in prefixes if p in records],
+                parity=[entries[p] for p in prefixes if p in entries],
+                seed=seed if inputs is None else None,
+                inputs=feeds_from,
+                facts=dict(source_artifact.facts),
+            )
+            failed_hop = next((errors[p] for p in prefixes if p in errors), None)
+            if failed_hop:
+                result.error = failed_hop
+            elif check:
+                # An intermediate no runtime could check is tolerated; an unchecked final artifact is not.
+                failed = [p for p in result.parity if p.checked and not p.passed]
+                if result.parity and not result.parity[-1].checked:
+                    failed.append(result.parity[-1])
+                result.error = "; ".join(_blame(p) for p in failed)
+            final = built.get(prefixes[-1])
+            dest = destinations[target]
+            if final is not None and dest is not None and (result.ok or keep_failed):
+                publish(final.path, dest, force)
+                result.output = dest
+                result.artifacts[-1].path = dest
+            results.append(result)
+        if keep_intermediates is not None:
+            _keep(built, records, routes, Path(keep_intermediates))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    for result in results:
+        result.seconds = elapsed
+    return results
+
+
+def _prefix(hops: Sequence[Conversion]) -> tuple[str, ...]:
+    return tuple(h.name for h in hops)
+
+
+def _blame(entry: parity.ParityEntry) -> str:
+    """Say which output failed and, when a hop before it was fine, which hop added the error."""
+    if not entry.checked:
+        return f"{entry.format}: {entry.reason}"
+    where = f"{entry.format}"
+    if entry.previous and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
+        where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
+    return f"{where}: {entry.reason}"
+
+
+def _convert_all(routes, source_artifact, workdir, options, registry, progress):
+    """Run every hop of every route once; a hop shared by several routes is converted once."""
+    built: dict[tuple[str, ...], Artifact] = {(): source_artifact}
+    records: dict[tuple[str, ...], ArtifactRecord] = {}
+    errors: dict[tuple[str, ...], str] = {}
+    for route in routes.values():
         for i, edge in enumerate(route.hops):
+            prefix = _prefix(route.hops[: i + 1])
+            if prefix in built:
+                continue
+            if prefix in errors:
+                break
             fmt = registry.formats[edge.target]
-            dest = workdir / f"{i + 1}-{edge.target}{fmt.suffix}"
+            dest = workdir / f"{len(built)}-{edge.target}{fmt.suffix}"
             progress(f"converting {edge.source} → {edge.target} ({edge.plugin})")
             t0 = time.perf_counter()
+            previous = built[prefix[:-1]]
             with capture.native_output() as log:
                 try:
-                    new_facts = edge.convert(artifacts[-1], dest, options) or {}
+                    new_facts = dict(edge.convert(previous, dest, options) or {})
                     if not dest.exists():
                         raise ConversionError(f"the converter wrote nothing at {dest.name}")
                 except Exception as exc:  # noqa: BLE001 - whatever the converter raised
-                    result.error = f"{edge.source} → {edge.target} ({edge.plugin}) failed: {_first_line(exc)}"
-            if result.error:
+                    errors[prefix] = f"{edge.source} → {edge.target} ({edge.plugin}) failed: {_first_line(exc)}"
+            if prefix in errors:
                 if log.text.strip():
                     progress("converter output:\n" + log.tail())
                 break
-            artifacts.append(Artifact(edge.target, dest, facts={**artifacts[-1].facts, **new_facts}))
-            result.artifacts.append(
-                ArtifactRecord(edge.target, None, size_of(dest), edge.plugin, time.perf_counter() - t0)
+            built[prefix] = Artifact(edge.target, dest, facts={**previous.facts, **new_facts})
+            records[prefix] = ArtifactRecord(
+                edge.target, None, size_of(dest), edge.plugin, edge.name, time.perf_counter() - t0, new_facts
             )
-        if not result.error and check:
-            result.parity = check_parity(registry, artifacts, seed, atol, rtol, progress)
-            # An intermediate no runtime could check is tolerated; an unchecked final artifact is not.
-            failed = [p for p in result.parity if p.checked and not p.passed]
-            if not result.parity[-1].checked:
-                failed.append(result.parity[-1])
-            if failed:
-                result.error = "; ".join(f"{p.format}: {p.reason}" for p in failed)
-        if destination is not None and len(artifacts) == len(route.hops) + 1:
-            if result.ok or keep_failed:
-                publish(artifacts[-1].path, destination, force)
-                result.output = destination
-                result.artifacts[-1].path = destination
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        result.seconds = time.perf_counter() - started
-    return result
+    return built, records, errors
 
 
-def check_parity(
-    registry: Registry,
-    artifacts: list[Artifact],
-    seed: int,
-    atol: float | None,
-    rtol: float | None,
-    progress: Progress = _quiet,
-) -> list[parity.ParityEntry]:
-    """Run the source and every converted artifact on the same seeded inputs and compare."""
-    source, converted = artifacts[0], artifacts[1:]
+def _check_all(registry, built, seed, inputs, atol, rtol, progress):
+    """Run the source and every built artifact on the same inputs; compare each with the source
+    and with the artifact one hop before it."""
+    source = built[()]
+    entries: dict[tuple[str, ...], parity.ParityEntry] = {}
     reference_runner = registry.runner(source.format)
     if reference_runner is None:
-        why = f"no runner for the source format {source.format!r} is installed"
-        return [parity.ParityEntry(a.format, False, False, reason=why) for a in converted]
+        why = f"not checked: no runner for the source format {source.format!r} is installed"
+        return {p: parity.ParityEntry(a.format, False, False, reason=why) for p, a in built.items() if p}
     progress(f"running the source ({source.format}, {reference_runner.name})")
     with capture.native_output():
         try:
             ref_session = reference_runner.load(source)
-            feeds = parity.make_inputs(ref_session.inputs, seed)
-            reference = ref_session.run(feeds)
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"the source model could not be run: {_first_line(exc)}") from exc
-    entries = []
-    for art in converted:
-        precision = art.facts.get("precision", "float32")
-        default = parity.TOLERANCES.get(precision, parity.TOLERANCES["float32"])
-        tol = parity.Tolerance(atol if atol is not None else default.atol, rtol if rtol is not None else default.rtol)
-        runner = registry.runner(art.format)
-        if runner is None:
-            needs = sorted({m for r in registry.runners.get(art.format, []) for m in missing_modules(r.requires)})
-            why = f"not checked: no runner for {art.format!r}" + (f" (needs {', '.join(needs)})" if needs else "")
-            entries.append(parity.ParityEntry(art.format, False, False, tolerance=tol, reason=why))
+    feeds = (
+        parity.load_inputs(inputs, ref_session.inputs) if inputs is not None
+        else parity.make_inputs(ref_session.inputs, seed)
+    )
+    with capture.native_output():
+        try:
+            outputs = {(): ref_session.run(feeds)}
+        except Exception as exc:  # noqa: BLE001
+            raise ConversionError(f"the source model could not be run: {_first_line(exc)}") from exc
+    for prefix, artifact in built.items():
+        if not prefix:
             continue
-        progress(f"checking {art.format} with {runner.name}")
+        tol = parity.tolerance_for(artifact.facts.get("precision"), atol, rtol)
+        runner = registry.runner(artifact.format)
+        if runner is None:
+            needs = sorted({m for r in registry.runners.get(artifact.format, []) for m in missing_modules(r.requires)})
+            why = f"not checked: no runner for {artifact.format!r} is installed" + (
+                f" (needs {', '.join(needs)})" if needs else ""
+            )
+            entries[prefix] = parity.ParityEntry(artifact.format, False, False, tolerance=tol, reason=why)
+            continue
+        progress(f"checking {artifact.format} with {runner.name}")
         with capture.native_output():
             try:
-                session = runner.load(art)
-                outputs = session.run(parity.match_feeds(feeds, ref_session.inputs, session.inputs))
+                session = runner.load(artifact)
+                outputs[prefix] = session.run(parity.match_feeds(feeds, ref_session.inputs, session.inputs))
             except Exception as exc:  # noqa: BLE001 - a produced artifact its runtime rejects is a failure
-                entries.append(parity.ParityEntry(
-                    art.format, True, False, tolerance=tol,
+                entries[prefix] = parity.ParityEntry(
+                    artifact.format, True, False, runner.name, tol,
                     reason=f"{runner.name} could not run it: {_first_line(exc)}",
-                ))
+                )
                 continue
-        entries.append(parity.compare(art.format, reference, outputs, tol))
+        parent = prefix[:-1]
+        previous = (built[parent].format, outputs[parent]) if parent and parent in outputs else None
+        entries[prefix] = parity.judge(artifact.format, runner.name, outputs[()], outputs[prefix], tol, previous)
     return entries
+
+
+def _keep(built, records, routes, directory: Path) -> None:
+    """Copy every intermediate (not the final artifacts) into `directory` for inspection."""
+    finals = {_prefix(r.hops) for r in routes.values()}
+    for i, (prefix, artifact) in enumerate(p for p in built.items() if p[0] and p[0] not in finals):
+        dest = directory / f"{i + 1}-{'-'.join(a.split('->')[-1] for a in prefix)}{Path(artifact.path).suffix}"
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        shutil.copytree(artifact.path, dest) if artifact.path.is_dir() else shutil.copy2(artifact.path, dest)
+        records[prefix].path = dest
 
 
 def describe(model: Any) -> str:
@@ -304,21 +404,40 @@ def describe(model: Any) -> str:
     return f"in-memory {type(model).__name__}"
 
 
-def convert(model: Any, to: str, output: str | os.PathLike | None = None, **kwargs: Any) -> ConversionResult:
-    """Convert `model` (a path or an in-memory model) to the format `to`, and prove parity.
+def _raise_for(result: ConversionResult) -> None:
+    if result.ok:
+        return
+    if result.parity and any(p.checked and not p.passed for p in result.parity):
+        raise ParityError(result.error, result)
+    error = ConversionError(result.error)
+    error.result = result
+    raise error
 
-    Without `output`, the result is written to a new temporary directory (see `result.output`).
+
+def convert(
+    model: Any, to: str | Sequence[str], output: str | os.PathLike | None = None, **kwargs: Any
+) -> ConversionResult | list[ConversionResult]:
+    """Convert `model` (a path or an in-memory model) to format `to` and prove parity.
+
+    `to` may be a list of formats: then `output` is a directory, each target is written there as
+    <name><suffix>, shared hops run once, and a list of results is returned.
+    Without `output`, results go to a new temporary directory (see `result.output`).
     Raises ConversionError or ParityError (with `.result`) when a hop or the check fails.
     """
-    if output is None:
-        registry = kwargs.get("registry") or default_registry()
-        fmt = registry.format(to)
-        output = Path(tempfile.mkdtemp(prefix="convhub-out-")) / f"model{fmt.suffix}"
-    result = run(model, to, output, **kwargs)
-    if not result.ok:
-        if result.parity:
-            raise ParityError(result.error, result)
-        error = ConversionError(result.error)
-        error.result = result
-        raise error
-    return result
+    registry = kwargs.get("registry") or default_registry()
+    many = not isinstance(to, str)
+    targets = list(to) if many else [to]
+    if many or output is None:
+        directory = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="convhub-out-"))
+        stem = default_output_name(model)
+        outputs = {t: directory / f"{stem}{_output_suffix(registry.format(t))}" for t in targets}
+    else:
+        outputs = {to: output}
+    results = run_many(model, targets, outputs, **kwargs)
+    for result in results:
+        _raise_for(result)
+    return results if many else results[0]
+
+
+def _output_suffix(fmt: Format) -> str:
+    return fmt.suffix or f"_{fmt.name}"

@@ -43,11 +43,23 @@ def _check_file(path: Path) -> None:
             raise InputError(f"{path} is a zip file but not a .keras model (no config.json inside)")
 
 
+def _load(path: Path, safe_mode: bool):
+    keras = _tf.keras()
+    try:
+        return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
+    except ValueError as exc:
+        if "safe_mode" in str(exc):
+            raise InputError(
+                f"{path} holds Python code (a Lambda layer) that Keras's safe mode will not load;"
+                " if you trust the file, pass --unsafe (safe_mode=False)"
+            ) from None
+        raise
+
+
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     if isinstance(thing, Path):
         _check_file(thing)
-        keras = _tf.keras()
-        model = keras.saving.load_model(thing, safe_mode=options.get("safe_mode", True), compile=False)
+        model = _load(thing, options.get("safe_mode", True))
         path = thing
     elif _is_keras_object(thing):
         model, path = thing, None
@@ -57,18 +69,22 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
 
 
 def input_specs(model) -> list[TensorSpec]:
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise InputError(
-            f"the Keras model {model.name!r} has no known inputs; build it with keras.Input"
-            " or call it once on data of the right shape"
-        )
-    return [
-        TensorSpec(t.name, tuple(t.shape), str(getattr(t.dtype, "name", t.dtype))) for t in inputs
-    ]
+    """The model's inputs, named as keras.Model.export names them in the serving signature."""
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        return [TensorSpec(t.name, tuple(t.shape), str(getattr(t.dtype, "name", t.dtype))) for t in inputs]
+    # A subclassed model has no symbolic inputs; once built or called, Keras's own export
+    # reads its input shape from the build shapes, and so do we (batch kept dynamic).
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) == 1:
+        (shape,) = shapes.values()
+        if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape):
+            dtype = getattr(model, "input_dtype", None) or "float32"
+            return [TensorSpec("args_0", (None, *shape[1:]), str(dtype))]
+    raise InputError(
+        f"the Keras model {model.name!r} has no known input shape; build it with keras.Input,"
+        " or call it once on a batch of example data before converting"
+    )
 
 
 def facts_of(model) -> dict[str, Any]:
@@ -83,7 +99,7 @@ def facts_of(model) -> dict[str, Any]:
 def export_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
     model = artifact.model if artifact.model is not None else read(artifact.path, options).model
     model.export(str(destination), format="tf_saved_model", verbose=False)
-    return {"signature": "serving_default"}
+    return {"signature": "serving_default", "signatures": ["serving_default"]}
 
 
 def _output_names(outputs) -> list[str]:
@@ -103,7 +119,12 @@ class Session:
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         args = [feeds[s.name] for s in self.inputs]
-        outputs = self.model(args[0] if len(args) == 1 else args, training=False)
+        if len(args) == 1:
+            outputs = self.model(args[0], training=False)
+        elif isinstance(getattr(self.model, "input", None), Mapping):  # built from a dict of inputs
+            outputs = self.model(dict(zip((s.name for s in self.inputs), args)), training=False)
+        else:
+            outputs = self.model(args, training=False)
         if not isinstance(outputs, (Mapping, list, tuple)):
             outputs = [outputs]
         self.outputs = _output_names(outputs)

@@ -35,20 +35,41 @@ def _specs(fn) -> list[TensorSpec]:
     ]
 
 
+def _output_names(fn) -> list[str]:
+    # TF returns signature outputs in hash order; output_10 after output_9, like Keras numbered them.
+    def natural(name: str):
+        stem, _, index = name.rpartition("_")
+        return (stem, int(index)) if index.isdigit() else (name, -1)
+
+    return sorted(fn.structured_outputs, key=natural)
+
+
+def op_types(fn) -> set[str]:
+    """Every op type in a signature's graph, including the functions it calls."""
+    graph_def = fn.graph.as_graph_def()
+    ops = {node.op for node in graph_def.node}
+    ops.update(node.op for function in graph_def.library.function for node in function.node_def)
+    return ops
+
+
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     if not detect(thing):
         raise InputError(f"{thing} is not a SavedModel directory (no saved_model.pb inside)")
     signature = options.get("signature") or DEFAULT_SIGNATURE
-    _, fn = _signature(thing, signature)
+    loaded, fn = _signature(thing, signature)
     specs = _specs(fn)
     return Artifact(
         "savedmodel",
         path=thing,
         facts={
             "inputs": specs,
+            "outputs": _output_names(fn),
             "signature": signature,
+            "signatures": sorted(loaded.signatures),
             "dynamic_dims": [f"{s.name}[{i}]" for s in specs for i, d in enumerate(s.shape) if d is None],
             "dtypes": sorted({s.dtype for s in specs}),
+            # StableHLO wrapped in XlaCallModule (native JAX export): tf2onnx and tensorflowjs can't take it.
+            "xla_call_module": "XlaCallModule" in op_types(fn),
         },
     )
 
@@ -59,7 +80,7 @@ class Session:
     def __init__(self, artifact: Artifact):
         self._loaded, self._fn = _signature(artifact.path, artifact.facts.get("signature", DEFAULT_SIGNATURE))
         self.inputs = _specs(self._fn)
-        self.outputs = list(self._fn.structured_outputs)
+        self.outputs = _output_names(self._fn)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         tf = _tf.tensorflow()
