@@ -49,21 +49,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a model and check the result against it")
     p.add_argument("args", nargs="+", metavar="[SRC→DST] INPUT",
-                   help="the conversion (e.g. keras→tflite) and the input: a file, a directory, or file.py:NAME")
-    p.add_argument("-o", "--output", required=True, help="where to write the converted model")
+                   help="the conversion (e.g. keras→tflite, or keras→tflite,onnx) and the input:"
+                        " a file, a directory, or file.py:NAME / package.module:NAME")
+    p.add_argument("-o", "--output", required=True,
+                   help="where to write the converted model (a directory when there are several targets)")
     p.add_argument("--from", dest="source", help="source format (default: detected from the input)")
-    p.add_argument("--to", dest="target", help="target format, when not given as SRC→DST")
-    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.add_argument("--to", dest="target", help="target format(s), comma-separated, when not given as SRC→DST")
+    p.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random parity inputs (default 0)")
-    p.add_argument("--atol", type=float, help="absolute tolerance (default: by the artifact's precision)")
-    p.add_argument("--rtol", type=float, help="relative tolerance (default: by the artifact's precision)")
-    p.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
-    p.add_argument("--keep-failed", action="store_true", help="write OUTPUT even when the parity check fails")
-    p.add_argument("--signature", help="SavedModel signature to convert (default serving_default)")
-    p.add_argument("--unsafe", action="store_true",
-                   help="allow Keras files with Python code (Lambda layers); only for files you trust")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    g = p.add_argument_group("parity check")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random parity inputs (default 0)")
+    g.add_argument("--inputs", metavar="NPZ", help="check on these inputs (.npz keyed by input name) instead")
+    g.add_argument("--atol", type=float, help="absolute tolerance (default: by the artifact's precision)")
+    g.add_argument("--rtol", type=float, help="relative tolerance (default: by the artifact's precision)")
+    g.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
+    g.add_argument("--keep-failed", action="store_true", help="write the output even when the check fails")
+    g.add_argument("--report", metavar="HTML", help="write a self-contained HTML report of the check")
+    g = p.add_argument_group("sources")
+    g.add_argument("--signature", help="SavedModel signature to convert (default serving_default)")
+    g.add_argument("--unsafe", action="store_true",
+                   help="allow Keras files with Python code (Lambda layers); only for files you trust")
+    g = p.add_argument_group("targets")
+    g.add_argument("--quantize", choices=["float16", "dynamic", "int8"], help="TFLite quantization")
+    g.add_argument("--representative-data", metavar="NPZ",
+                   help="calibration inputs for --quantize int8 (default: generated from the input spec)")
+    g.add_argument("--int8-io", action="store_true", help="with --quantize int8: int8 inputs and outputs too")
+    g.add_argument("--select-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
+    g.add_argument("--opset", type=int, help="ONNX opset (default: the ONNX plugin's)")
+    g.add_argument("--tfjs-quantize", choices=["float16", "uint8", "uint16"], help="TF.js weight quantization")
+    g.add_argument("--shard-size", type=int, metavar="BYTES", help="TF.js weight shard size")
+    g.add_argument("--keep-intermediates", metavar="DIR", help="keep the intermediate artifacts in DIR")
+    g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option for a third-party plugin (repeatable)")
 
     p = sub.add_parser("route", help="show how one format converts to another (imports no framework)")
     p.add_argument("pair", metavar="SRC→DST")
@@ -158,11 +176,24 @@ def summary(result) -> str:
     rows = []
     for art in result.artifacts:
         p = checks.get(art.format)
-        tol = f"{p.tolerance.atol:g}/{p.tolerance.rtol:g}" if p and p.tolerance else ""
-        verdict = "" if p is None else ("ok" if p.passed else ("FAILED" if p.checked else "not checked"))
-        rows.append([art.format, art.plugin, human_bytes(art.bytes), f"{art.seconds:.1f}s",
-                     number(p.max_abs_diff) if p else "", tol, verdict])
-    lines = [f"route: {result.route}", render(["artifact", "plugin", "size", "time", "max abs diff", "atol/rtol", "parity"], rows)]
+        precision = art.facts.get("precision", "")
+        if p is None or not p.checked:
+            rows.append([art.format, precision, human_bytes(art.bytes), f"{art.seconds:.1f}s", "", "", "", "",
+                         "" if p is None else "not checked"])
+            continue
+        for i, o in enumerate(p.outputs or [None]):
+            prev = next((d for d in p.vs_previous if d.name == o.name), None) if o else None
+            rows.append([
+                art.format if i == 0 else "", precision if i == 0 else "",
+                human_bytes(art.bytes) if i == 0 else "", f"{art.seconds:.1f}s" if i == 0 else "",
+                o.name if o else "", number(o.max_abs_diff) if o else "",
+                number(prev.max_abs_diff) if prev else "", str(p.tolerance) if i == 0 else "",
+                ("ok" if o.passed else "FAILED") if o else ("ok" if p.passed else "FAILED"),
+            ])
+    lines = [f"route: {result.route}", render(
+        ["artifact", "precision", "size", "time", "output", "vs source", "vs previous hop", "tolerance", "parity"],
+        rows,
+    )]
     if result.ok:
         lines.append(f"wrote {result.output} in {result.seconds:.1f}s (parity inputs seed {result.seed})")
     else:
@@ -171,38 +202,85 @@ def summary(result) -> str:
     return "\n".join(lines)
 
 
+OPTION_FLAGS = {  # CLI flag attribute -> option key the plugins read
+    "signature": "signature",
+    "quantize": "quantize",
+    "representative_data": "representative_data",
+    "int8_io": "int8_io",
+    "select_tf_ops": "select_tf_ops",
+    "opset": "opset",
+    "tfjs_quantize": "tfjs_quantize",
+    "shard_size": "tfjs_shard_bytes",
+}
+
+
+def conversion_options(args) -> dict[str, Any]:
+    options: dict[str, Any] = {"safe_mode": not args.unsafe}
+    for flag, key in OPTION_FLAGS.items():
+        value = getattr(args, flag)
+        if value not in (None, False):
+            options[key] = value
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {item!r}: write KEY=VALUE")
+        options[key] = value
+    return options
+
+
 def cmd_convert(args) -> int:
     from convhub import pyref
-    from convhub.pipeline import run
+    from convhub.pipeline import default_output_name, run_many
+    from convhub.plugins import default_registry
 
     if len(args.args) > 2:
         raise UsageError(f"expected [SRC→DST] INPUT, got {len(args.args)} arguments")
-    source, target = args.source, args.target
+    source, targets = args.source, args.target
     if len(args.args) == 2:
         if not _is_pair(args.args[0]):
             raise UsageError(f"malformed conversion {args.args[0]!r}: write SOURCE→TARGET, e.g. keras→tflite")
-        source, target = parse_pair(args.args[0])
-    elif target is None:
-        raise UsageError("name the target: convhub convert SRC→DST INPUT -o OUTPUT, or --to FORMAT")
+        source, targets = parse_pair(args.args[0])
+    elif targets is None:
+        raise UsageError("name the target: convhub convert SRC→DST INPUT -o OUTPUT, or --to FORMAT[,FORMAT...]")
+    names = [t.strip() for t in targets.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise UsageError(f"malformed target list {targets!r}: write e.g. tflite,onnx,tfjs")
+    registry = default_registry()
+    formats = [registry.format(n) for n in names]
     model: Any = args.args[-1]
-    options = {"safe_mode": not args.unsafe}
-    if args.signature:
-        options["signature"] = args.signature
+    if len(names) == 1:
+        outputs = {names[0]: args.output}
+    else:  # several targets: -o is a folder holding <input name><suffix> for each
+        stem = default_output_name(model if not pyref.looks_like_reference(model) else model.rpartition(":")[2])
+        outputs = {f.name: os.path.join(args.output, stem + (f.suffix or f"_{f.name}")) for f in formats}
+    options = conversion_options(args)
     progress = _progress(args)
     if pyref.looks_like_reference(model):
         progress(f"importing {model} (this runs its code)")
         model = pyref.load(model)
-    result = run(
-        model, target, args.output, source=source, force=args.force, check=args.check, seed=args.seed,
-        atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed, options=options, progress=progress,
+    results = run_many(
+        model, names, outputs, source=source, force=args.force, check=args.check, seed=args.seed,
+        inputs=args.inputs, atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed,
+        keep_intermediates=args.keep_intermediates, options=options, progress=progress,
     )
-    text = summary(result)
+    if args.report:
+        from convhub import report
+
+        report.write(results, args.report)
+        progress(f"wrote the report to {args.report}")
+    text = "\n\n".join(summary(r) for r in results)
+    ok = all(r.ok for r in results)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        if len(results) == 1:
+            payload = results[0].to_json()
+        else:
+            payload = {"ok": ok, "source": results[0].source, "targets": names,
+                       "results": [r.to_json() for r in results], "seconds": round(results[0].seconds, 3)}
+        print(json.dumps(payload, indent=2))
         print(text, file=sys.stderr)
     else:
         print(text)
-    return 0 if result.ok else 1
+    return 0 if ok else 1
 
 
 def cmd_demo(args) -> int:

@@ -227,7 +227,7 @@ def run_many(
             check_destination(dest, force)
     if keep_intermediates is not None:
         Path(keep_intermediates).mkdir(parents=True, exist_ok=True)
-    options = dict(options or {})
+    options = {"seed": seed, **(options or {})}  # e.g. generated calibration data follows the run's seed
 
     # Plan before the expensive read, so a pair with no route at all fails in milliseconds.
     if src_format is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from convhub.errors import InputError
+from convhub.errors import InputError, UsageError
 from convhub.types import Artifact, TensorSpec
 
 FLATBUFFER_ID = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
@@ -27,22 +27,103 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     return Artifact("tflite", path=thing, facts={"inputs": session.inputs, "signature": session.signature})
 
 
+QUANTIZE_MODES = ("float16", "dynamic", "int8")
+PRECISION = {None: "float32", "float16": "float16", "dynamic": "dynamic-range", "int8": "int8"}
+REPRESENTATIVE_SAMPLES = 64
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    mode = options.get("quantize")
+    if mode not in (None, *QUANTIZE_MODES):
+        raise UsageError(f"unknown TFLite quantization {mode!r} (choose from {', '.join(QUANTIZE_MODES)})")
+    if options.get("int8_io") and mode != "int8":
+        raise UsageError("int8 inputs and outputs need full integer quantization (--quantize int8)")
+    if options.get("representative_data") and mode != "int8":
+        raise UsageError("a representative dataset is only used by full integer quantization (--quantize int8)")
+
+
+def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec]) -> tuple[list[dict], str]:
+    """Calibration samples for int8: the user's .npz (first axis = samples), or generated from the
+    input spec (uniform in [-1, 1), which only suits inputs of that range; the report says so)."""
+    from convhub import parity
+
+    path = options.get("representative_data")
+    if path:
+        data = parity.load_inputs(path, specs)
+        count = min(len(v) for v in data.values())
+        samples = [{k: v[i : i + 1] for k, v in data.items()} for i in range(count)]
+        return samples, f"{count} samples from {path}"
+    seed = int(options.get("seed", 0))
+    samples = [parity.make_inputs(specs, seed + i, batch=1) for i in range(REPRESENTATIVE_SAMPLES)]
+    return samples, (
+        f"generated: {REPRESENTATIVE_SAMPLES} samples from the input spec (uniform in [-1, 1), seed {seed});"
+        " pass real data with --representative-data for a calibration that fits your inputs"
+    )
+
+
+def flex_ops(flatbuffer: bytes) -> list[str]:
+    """The TF ops a .tflite runs through the Flex delegate (select TF ops)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    codes = (c.customCode.decode() for c in model.operatorCodes or [] if c.customCode)
+    return sorted({c[len("Flex"):] for c in codes if c.startswith("Flex")})
+
+
 def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
     import os
 
+    check_options(options)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    mode = options.get("quantize")
     signature = artifact.facts.get("signature", "serving_default")
-    # Every signature the SavedModel serves survives into the .tflite; the checked one first.
-    keys = [signature] + [s for s in artifact.facts.get("signatures", []) if s != signature]
+    # Every signature the SavedModel serves survives into the .tflite, the checked one first;
+    # calibration (int8) feeds one signature, so int8 converts that one only.
+    keys = [signature]
+    if mode != "int8":
+        keys += [s for s in artifact.facts.get("signatures", []) if s != signature]
     converter = tf.lite.TFLiteConverter.from_saved_model(str(artifact.path), signature_keys=keys)
-    destination.write_bytes(converter.convert())
-    return {"precision": "float32", "signature": signature}
+    facts: dict[str, Any] = {"precision": PRECISION[mode], "signature": signature, "signatures": keys}
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        specs = list(artifact.facts.get("inputs") or [])
+        if not specs:
+            raise UsageError("int8 quantization needs the model's input spec, which the source did not give")
+        samples, facts["representative_dataset"] = representative_samples(options, specs)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: iter(samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if options.get("int8_io"):
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+            facts["int8_io"] = True
+    if options.get("select_tf_ops"):
+        converter.target_spec.supported_ops = [
+            *converter.target_spec.supported_ops, tf.lite.OpsSet.SELECT_TF_OPS,
+        ]
+    flatbuffer = converter.convert()
+    if options.get("select_tf_ops"):
+        facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported only when asked for: [] = none needed
+    destination.write_bytes(flatbuffer)
+    return facts
+
+
+def _dtype_name(dtype) -> str:
+    return dtype.__name__ if isinstance(dtype, type) else str(dtype)
 
 
 class Session:
-    """Runs a .tflite signature with ai_edge_litert's Interpreter (resizing dynamic dims as needed)."""
+    """Runs a .tflite signature with ai_edge_litert's Interpreter, resizing dynamic dims as needed.
+
+    A model with int8 inputs/outputs is fed and read in float: inputs are quantized and outputs
+    dequantized with the model's own scales, so it compares with the float source like any other.
+    """
 
     def __init__(self, artifact: Artifact):
         from ai_edge_litert.interpreter import Interpreter
@@ -54,17 +135,41 @@ class Session:
         if self.signature is None:
             raise InputError(f"{artifact.path} has no signature to run")
         self._runner = self._interpreter.get_signature_runner(self.signature)
-        details = self._runner.get_input_details()
+        self._in = self._runner.get_input_details()
+        self._out = self._runner.get_output_details()
         self.inputs = [
             TensorSpec(
                 name,
                 tuple(None if d < 0 else int(d) for d in detail["shape_signature"]),
-                detail["dtype"].__name__ if isinstance(detail["dtype"], type) else str(detail["dtype"]),
+                "float32" if _quantized(detail) else _dtype_name(detail["dtype"]),
             )
-            for name, detail in details.items()
+            for name, detail in self._in.items()
         ]
-        self.outputs = list(self._runner.get_output_details())
+        self.outputs = list(self._out)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        result = self._runner(**feeds)
-        return {name: result[name] for name in self.outputs}
+        import numpy as np
+
+        args = {}
+        for name, value in feeds.items():
+            detail = self._in[name]
+            if _quantized(detail):
+                scale, zero = detail["quantization"]
+                info = np.iinfo(detail["dtype"])
+                value = np.clip(np.round(value / scale + zero), info.min, info.max).astype(detail["dtype"])
+            args[name] = value
+        result = self._runner(**args)
+        out = {}
+        for name in self.outputs:
+            value, detail = result[name], self._out[name]
+            if _quantized(detail):
+                scale, zero = detail["quantization"]
+                value = (value.astype(np.float32) - zero) * scale
+            out[name] = value
+        return out
+
+
+def _quantized(detail) -> bool:
+    import numpy as np
+
+    return np.issubdtype(detail["dtype"], np.integer) and detail["quantization"][0] != 0
