@@ -83,9 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option for a third-party plugin (repeatable)")
 
+    p = sub.add_parser("check", help="compare artifacts with a reference model on the same inputs, converting nothing")
+    p.add_argument("reference", help="the reference model (file, directory, or file.py:NAME)")
+    p.add_argument("candidates", nargs="+", metavar="CANDIDATE", help="artifacts to compare with it")
+    p.add_argument("--from", dest="source", help="format of the reference (default: detected)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--inputs", metavar="NPZ", help="check on these inputs (.npz keyed by input name)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: by each artifact's precision)")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: by each artifact's precision)")
+    p.add_argument("--signature", help="SavedModel signature to run (default serving_default)")
+    p.add_argument("--report", metavar="HTML", help="write a self-contained HTML report")
+
     p = sub.add_parser("route", help="show how one format converts to another (imports no framework)")
     p.add_argument("pair", metavar="SRC→DST")
+    p.add_argument("input", nargs="?", metavar="INPUT",
+                   help="plan for this model: read it (this loads its framework) and use its facts")
     p.add_argument("--all", action="store_true", help="list the alternatives too")
+    p.add_argument("--explain", action="store_true", help="show the facts and why each conversion can or can't be used")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("formats", help="list the formats that installed plugins know")
@@ -146,20 +162,90 @@ def cmd_route(args) -> int:
     source, target = parse_pair(args.pair)
     registry.format(source), registry.format(target)
     graph = registry.graph
-    routes = graph.routes(source, target)
-    if not routes:
-        graph.best(source, target)  # raises NoRouteError with the reasons
-    shown = routes if args.all else routes[:1]
+    facts = None
+    if args.input is not None:
+        from convhub import pyref
+        from convhub.pipeline import jsonable, read_source
+
+        model = load_reference(args.input, lambda m: None) if pyref.looks_like_reference(args.input) else args.input
+        facts = read_source(registry, model, registry.format(source)).facts
+    routes = graph.routes(source, target, facts)
+    if not routes and not args.explain:
+        graph.best(source, target, facts)  # raises NoRouteError with the reasons
+    shown = routes if args.all or args.explain else routes[:1]
     lines = []
+    if facts is not None:
+        lines.append("facts: " + ", ".join(f"{k}={_short(v)}" for k, v in facts.items()))
     for i, route in enumerate(shown):
-        label = "" if not args.all else ("best: " if i == 0 else "  or: ")
+        label = "" if len(shown) == 1 else ("best: " if i == 0 else "  or: ")
         lines.append(f"{label}{route}   (cost {route.cost:g}{', lossy' if route.lossy else ''})")
         lines += [f"    {h.source} → {h.target}  [{h.plugin}] {h.description}" for h in route.hops]
-    blocked = [r for r in graph.explain(source, target) if "→" in r] if args.all else []
-    lines += [f"  unusable: {r}" for r in blocked]
-    payload = {"source": source, "target": target, "routes": [r.to_json() for r in shown], "unusable": blocked}
+    if not routes:
+        lines.append(f"no usable route from {source} to {target}")
+    unusable = [r for r in graph.explain(source, target, facts) if "→" in r] if (args.all or args.explain) else []
+    lines += [f"  unusable: {r}" for r in unusable]
+    payload = {"source": source, "target": target, "routes": [r.to_json() for r in shown], "unusable": unusable}
+    if facts is not None:
+        payload["facts"] = jsonable(facts)
     _emit(args, payload, "\n".join(lines))
-    return 0
+    return 0 if routes else 2
+
+
+def load_reference(reference: str, progress) -> Any:
+    """Import a file.py:NAME / module:NAME reference, keeping the frameworks' start-up noise quiet."""
+    from convhub import capture, pyref
+
+    progress(f"importing {reference} (this runs its code)")
+    with capture.native_output():
+        return pyref.load(reference)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list) and value and hasattr(value[0], "shape"):
+        return "[" + ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in value) + "]"
+    return str(value)
+
+
+def cmd_check(args) -> int:
+    from convhub import pyref
+    from convhub.pipeline import check
+
+    progress = _progress(args)
+    reference = args.reference
+    if pyref.looks_like_reference(reference):
+        reference = load_reference(reference, progress)
+    options = {"signature": args.signature} if args.signature else {}
+    result = check(reference, args.candidates, source=args.source, seed=args.seed, inputs=args.inputs,
+                   atol=args.atol, rtol=args.rtol, options=options, progress=progress)
+    if args.report:
+        from convhub import report
+
+        report.write([result], args.report)
+        progress(f"wrote the report to {args.report}")
+    text = check_summary(result)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        print(text, file=sys.stderr)
+    else:
+        print(text)
+    return 0 if result.ok else 1
+
+
+def check_summary(result) -> str:
+    from convhub.table import number, render
+
+    rows = []
+    for cand, p in zip(result.candidates, result.parity):
+        for i, o in enumerate(p.outputs or [None]):
+            rows.append([
+                str(cand.path) if i == 0 else "", cand.format if i == 0 else "", p.runner if i == 0 else "",
+                o.name if o else "", number(o.max_abs_diff) if o else "", str(p.tolerance) if i == 0 and p.tolerance else "",
+                ("ok" if o.passed else "FAILED") if o else ("ok" if p.passed else ("FAILED" if p.checked else "not checked")),
+            ])
+    lines = [f"reference: {result.reference.path or 'in-memory model'} ({result.reference.format})",
+             render(["artifact", "format", "runner", "output", "max abs diff", "tolerance", "parity"], rows)]
+    lines.append("all match" if result.ok else f"FAILED: {result.error}")
+    return "\n".join(lines)
 
 
 def _progress(args):
@@ -256,8 +342,7 @@ def cmd_convert(args) -> int:
     options = conversion_options(args)
     progress = _progress(args)
     if pyref.looks_like_reference(model):
-        progress(f"importing {model} (this runs its code)")
-        model = pyref.load(model)
+        model = load_reference(model, progress)
     results = run_many(
         model, names, outputs, source=source, force=args.force, check=args.check, seed=args.seed,
         inputs=args.inputs, atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed,
@@ -289,7 +374,7 @@ def cmd_demo(args) -> int:
     return demo.main(out=args.out, as_json=args.json, progress=_progress(args))
 
 
-COMMANDS = {"convert": cmd_convert, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins, "demo": cmd_demo}
+COMMANDS = {"convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

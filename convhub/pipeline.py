@@ -441,3 +441,69 @@ def convert(
 
 def _output_suffix(fmt: Format) -> str:
     return fmt.suffix or f"_{fmt.name}"
+
+
+@dataclass
+class CheckResult:
+    """`convhub check`: artifacts compared with a reference, nothing converted."""
+
+    reference: Artifact
+    parity: list[parity.ParityEntry]
+    candidates: list[Artifact]
+    seed: int | None = 0
+    inputs: str = "random"
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.parity) and all(p.checked and p.passed for p in self.parity)
+
+    @property
+    def error(self) -> str:
+        return "; ".join(f"{p.format} ({c.path}): {p.reason}" for p, c in zip(self.parity, self.candidates) if not p.passed)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "reference": {"format": self.reference.format, "path": str(self.reference.path)},
+            "candidates": [{"format": c.format, "path": str(c.path)} for c in self.candidates],
+            "parity": [p.to_json() for p in self.parity],
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "facts": jsonable(self.reference.facts),
+            "error": self.error or None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def check(
+    reference: Any,
+    candidates: Sequence[Any],
+    *,
+    source: str | None = None,
+    seed: int = 0,
+    inputs: str | os.PathLike | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: Progress = _quiet,
+    registry: Registry | None = None,
+) -> CheckResult:
+    """Run a reference and candidate artifacts (paths or models) on the same inputs and compare."""
+    started = time.perf_counter()
+    registry = registry or default_registry()
+    if not candidates:
+        raise UsageError("name at least one artifact to check against the reference")
+    progress(f"reading {describe(reference)}")
+    ref = read_source(registry, reference, registry.format(source) if source else None, options)
+    read = []
+    for candidate in candidates:
+        progress(f"reading {describe(candidate)}")
+        read.append(read_source(registry, candidate, None, options))
+    built = {(): ref, **{(f"{i}",): a for i, a in enumerate(read)}}
+    entries = _check_all(registry, built, seed, inputs, atol, rtol, progress)
+    return CheckResult(
+        ref, [entries[(f"{i}",)] for i in range(len(read))], read,
+        seed=seed if inputs is None else None, inputs=str(inputs) if inputs is not None else "random",
+        seconds=time.perf_counter() - started,
+    )

@@ -93,9 +93,14 @@ def render(results: Sequence) -> str:
     for r in results:
         status = '<span class="ok">ok</span>' if r.ok else '<span class="bad">FAILED</span>'
         inputs = f"seeded random inputs (seed {r.seed})" if r.seed is not None else f"inputs from {html.escape(r.inputs)}"
+        if hasattr(r, "route"):  # a conversion
+            title = f"{r.source} → {r.route.formats[-1]}"
+            route = " → ".join(r.route.formats)
+        else:  # convhub check
+            title = f"check against {r.reference.path or 'an in-memory model'} ({r.reference.format})"
+            route = "reference: " + str(r.reference.path) + " · " + ", ".join(str(c.path) for c in r.candidates)
         sections.append(
-            f'<h2>{html.escape(r.source)} → {html.escape(r.route.formats[-1])} {status}</h2>'
-            f'<p class="route">{html.escape(" → ".join(r.route.formats))}</p>'
+            f"<h2>{html.escape(title)} {status}</h2><p class=\"route\">{html.escape(route)}</p>"
             f"<p>Checked on {inputs}. {html.escape(r.error)}</p>"
             + "".join(_entry_section(e) for e in r.parity)
         )

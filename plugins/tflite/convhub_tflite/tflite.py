@@ -23,8 +23,40 @@ def detect(thing: Any) -> bool:
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     if not (isinstance(thing, Path) and thing.is_file() and _is_flatbuffer(thing)):
         raise InputError(f"{thing} is not a TFLite flatbuffer")
-    session = Session(Artifact("tflite", path=thing))
-    return Artifact("tflite", path=thing, facts={"inputs": session.inputs, "signature": session.signature})
+    session = Session(Artifact("tflite", path=thing, facts={"signature": options.get("signature")}))
+    flatbuffer = thing.read_bytes()
+    return Artifact(
+        "tflite",
+        path=thing,
+        facts={
+            "inputs": session.inputs,
+            "signature": session.signature,
+            "signatures": list(session.signatures),
+            "precision": precision_of(flatbuffer),
+        },
+    )
+
+
+def precision_of(flatbuffer: bytes) -> str:
+    """What a .tflite file computes in, read from its tensor types: int8 activations mean full
+    integer quantization, int8 weights with float activations dynamic-range, float16 weights float16."""
+    from ai_edge_litert import schema_py_generated as schema  # no TensorFlow import needed
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    buffers = model.buffers or []
+    constant, computed = set(), set()
+    for subgraph in model.subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            data = buffers[tensor.buffer].data if tensor.buffer < len(buffers) else None
+            (constant if data is not None and len(data) else computed).add(tensor.type)
+    types = schema.TensorType
+    if types.INT8 in computed or types.UINT8 in computed:
+        return "int8"
+    if types.INT8 in constant:
+        return "dynamic-range"
+    if types.FLOAT16 in constant:
+        return "float16"
+    return "float32"
 
 
 QUANTIZE_MODES = ("float16", "dynamic", "int8")
@@ -63,7 +95,7 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec]) 
 
 def flex_ops(flatbuffer: bytes) -> list[str]:
     """The TF ops a .tflite runs through the Flex delegate (select TF ops)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as schema  # no TensorFlow import needed
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
     codes = (c.customCode.decode() for c in model.operatorCodes or [] if c.customCode)
@@ -129,7 +161,7 @@ class Session:
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_path=str(artifact.path))
-        signatures = self._interpreter.get_signature_list()
+        signatures = self.signatures = self._interpreter.get_signature_list()
         wanted = artifact.facts.get("signature")
         self.signature = wanted if wanted in signatures else next(iter(signatures), None)
         if self.signature is None:
