@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from convhub import capture, pyref
+from convhub import capture, pyref, report
 from convhub.pipeline import run
 from convhub.errors import ConvhubError, UsageError
 from convhub.plugins import default_registry
@@ -52,7 +52,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
     registry = default_registry()
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="convhub-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    rows, payload, failures = [], [], 0
+    rows, payload, failures, results = [], [], 0, []
     for i, source in enumerate(SOURCES):
         progress(f"building {source.label} from examples/{source.reference}")
         model = make_source(source, root)
@@ -72,6 +72,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
                 payload.append({"example": source.label, "target": target, "ok": False, "error": str(exc)})
                 continue
             failures += not result.ok
+            results.append(result)
             worst = max((p.max_abs_diff or 0.0 for p in result.parity if p.checked), default=None)
             rows.append([
                 source.label, target, " → ".join(result.route.formats), number(worst),
@@ -79,10 +80,11 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
             ])
             payload.append({"example": source.label, **result.to_json()})
     table = render(["source", "target", "route", "max abs diff", "parity", "time"], rows)
+    html = report.write(results, root / "report.html")
     if as_json:
-        print(json.dumps({"ok": failures == 0, "conversions": payload, "output_dir": str(root)}, indent=2))
+        print(json.dumps({"ok": failures == 0, "conversions": payload, "output_dir": str(root), "report": str(html)}, indent=2))
         print(table, file=sys.stderr)
     else:
         print(table)
-        print(f"\n{len(rows) - failures}/{len(rows)} conversions passed; models in {root}")
+        print(f"\n{len(rows) - failures}/{len(rows)} conversions passed; models in {root}; parity report {html}")
     return 0 if failures == 0 else 1

@@ -318,7 +318,10 @@ def _convert_all(routes, source_artifact, workdir, options, registry, progress):
             previous = built[prefix[:-1]]
             with capture.native_output() as log:
                 try:
-                    new_facts = dict(edge.convert(previous, dest, options) or {})
+                    returned = edge.convert(previous, dest, options)
+                    if returned is not None and not isinstance(returned, Mapping):
+                        raise ConversionError(f"it returned a {type(returned).__name__}, not a dict of facts or None")
+                    new_facts = dict(returned or {})
                     if not dest.exists():
                         raise ConversionError(f"the converter wrote nothing at {dest.name}")
                 except Exception as exc:  # noqa: BLE001 - whatever the converter raised

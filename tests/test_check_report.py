@@ -1,0 +1,103 @@
+"""The cross-checker on its own: `convhub check`, user inputs, unchecked artifacts, the HTML report."""
+
+import json
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+
+import convhub
+from convhub import cli, hookimpl, pipeline, report
+from convhub.plugins import Registry, plugin_manager
+from convhub.types import Conversion, Format
+from conftest import build_cnn
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """A SavedModel, its faithful .tflite, and a .tflite of the same model with one weight off by 5%."""
+    root = tmp_path_factory.mktemp("check")
+    model = build_cnn(seed=11)
+    model.export(str(root / "sm"), verbose=False)
+    convhub.convert(root / "sm", to="tflite", output=root / "good.tflite")
+    kernel = model.layers[-1].kernel
+    kernel.assign(kernel * 1.05)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, verbose=False)
+        convhub.convert(tmp, to="tflite", output=root / "drifted.tflite")
+    return root
+
+
+def test_check_compares_without_converting(artifacts, capsys):
+    code = cli.main(["check", str(artifacts / "sm"), str(artifacts / "good.tflite"), str(artifacts / "drifted.tflite"), "--json", "-q"])
+    report_json = json.loads(capsys.readouterr().out)
+    assert code == 1 and report_json["ok"] is False
+    good, drifted = report_json["parity"]
+    assert good["passed"] and good["max_abs_diff"] < 1e-4
+    assert not drifted["passed"] and drifted["max_abs_diff"] > 1e-3
+    out = drifted["outputs"][0]
+    assert out["name"] == "output_0" and out["beyond_fraction"] > 0.5 and 0.9 < out["cosine"] < 1.0
+    assert out["needed_atol"] >= out["max_abs_diff"] - 1e-4 * 10  # an atol this size would have passed
+    assert set(out) >= {"max_abs_diff", "max_rel_diff", "mean_abs_diff", "beyond_fraction", "cosine", "top1_agreement"}
+    assert "drifted.tflite" in report_json["error"] and "output 'output_0'" in report_json["error"]
+
+
+def test_user_inputs_from_npz_are_used_and_reported(artifacts, tmp_path):
+    feeds = tmp_path / "inputs.npz"
+    np.savez(feeds, image=np.full((2, 12, 12, 2), 0.25, "float32"))
+    result = pipeline.check(artifacts / "sm", [artifacts / "good.tflite"], inputs=feeds)
+    assert result.ok and result.inputs == str(feeds) and result.seed is None
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, pixels=np.zeros((2, 12, 12, 2), "float32"))
+    with pytest.raises(convhub.InputError, match=r"holds \['pixels'\]; the model's inputs are \['image'\]"):
+        pipeline.check(artifacts / "sm", [artifacts / "good.tflite"], inputs=bad)
+
+
+class CopyWithoutRunner:
+    """A new format no runtime can run: its artifacts are reported as not checked, never as passed."""
+
+    @hookimpl
+    def convhub_formats(self):
+        return [Format("tflite-copy", "a copy of a .tflite", suffix=".bin")]
+
+    @hookimpl
+    def convhub_conversions(self):
+        def copy(artifact, destination, options):
+            shutil.copy(artifact.path, destination)
+
+        return [Conversion("tflite", "tflite-copy", convert=copy)]
+
+
+def test_an_artifact_no_runtime_can_run_is_not_checked_and_not_ok(artifacts, tmp_path):
+    pm = plugin_manager()
+    pm.register(CopyWithoutRunner(), name="copier")
+    result = pipeline.run(artifacts / "good.tflite", "tflite-copy", tmp_path / "x.bin", registry=Registry(pm))
+    (entry,) = result.parity
+    assert not entry.checked and not entry.passed
+    assert "not checked: no runner for 'tflite-copy'" in entry.reason
+    assert not result.ok and not (tmp_path / "x.bin").exists()
+
+
+def test_html_report_is_self_contained_and_shows_the_plots(artifacts, tmp_path):
+    result = pipeline.check(artifacts / "sm", [artifacts / "good.tflite", artifacts / "drifted.tflite"])
+    page = report.write([result], tmp_path / "report.html").read_text()
+    assert "<svg" in page and page.count("<rect") > 10 and "drifted.tflite" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in page
+    if CHROMIUM is None:
+        pytest.skip("no Chromium to screenshot the report (apt-get install chromium; .ci/run does)")
+    png = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={png}", "--window-size=1200,1400", (tmp_path / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    from PIL import Image
+
+    pixels = Image.open(png).convert("RGB").getdata()
+    bar_blue = sum(1 for p in pixels if p == (0x3B, 0x6F, 0xB6))
+    assert bar_blue > 500, "the histogram bars are not on the screenshot"
