@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="convhub", description="Convert trained models between frameworks and check parity.")
     parser.add_argument("--version", action="version", version=f"convhub {__version__}")
+    parser.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                        help="don't load this plugin (repeatable; also CONVHUB_DISABLE_PLUGINS=a,b)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("convert", help="convert a model and check the result against it")
@@ -381,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        if args.disable_plugin:  # read when the registry is built, before any plugin is imported
+            from convhub.plugins import disabled_plugins
+
+            os.environ["CONVHUB_DISABLE_PLUGINS"] = ",".join(sorted(disabled_plugins() | set(args.disable_plugin)))
         if args.command is None:
             build_parser().print_help()
             return 2

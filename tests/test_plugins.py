@@ -4,7 +4,7 @@ import pytest
 
 from convhub import hookimpl
 from convhub.errors import PluginError
-from convhub.plugins import Registry, plugin_manager
+from convhub.plugins import Registry, build_registry, plugin_manager
 from convhub.types import Conversion, Format, Runner
 
 
@@ -50,37 +50,54 @@ def test_a_plugin_registered_from_a_test_extends_the_graph_and_is_stamped():
     assert registry.runners["tinyfmt"][0].plugin == "tiny"
 
 
-def test_the_same_format_from_two_plugins_names_both():
+def test_the_same_format_from_two_plugins_names_both(capsys):
     class Clash:
         @hookimpl
         def convhub_formats(self):
             return [Format("tflite", "another tflite")]
 
-    pm = plugin_manager()
-    pm.register(Clash(), name="clash")
-    with pytest.raises(PluginError, match="format 'tflite' is defined by both plugin 'tflite' and plugin 'clash'"):
-        Registry(pm)
+    registry = build_registry([("clash", Clash())])
+    message = "format 'tflite' is defined by both plugin 'tflite' and plugin 'clash'; 'clash''s is ignored"
+    assert registry.problems == [message]
+    assert capsys.readouterr().err == f"convhub: warning: {message}\n"
+    assert registry.formats["tflite"].plugin == "tflite"  # the built-in keeps the name
 
 
-def test_a_hook_returning_the_wrong_type_is_named():
+def test_a_plugin_returning_the_wrong_type_is_skipped_with_one_warning(capsys):
     class Wrong:
         @hookimpl
         def convhub_formats(self):
-            return [{"name": "dict-format"}]
+            return [Format("fine", "a valid format")]
 
-    pm = plugin_manager(entry_points=False)
-    pm.register(Wrong(), name="wrong")
-    with pytest.raises(PluginError, match="plugin 'wrong': convhub_formats\\(\\) returned a dict"):
-        Registry(pm)
+        @hookimpl
+        def convhub_runners(self):
+            return [{"name": "dict-runner"}]
+
+    registry = build_registry([("wrong", Wrong())])
+    assert registry.problems == ["plugin 'wrong' is skipped: convhub_runners() returned a dict, expected Runner"]
+    assert "fine" not in registry.formats and registry.graph.best("keras", "tflite")
 
 
-def test_an_edge_to_an_unknown_format_is_named():
+def test_strict_mode_turns_plugin_problems_into_errors(monkeypatch):
     class Dangling:
         @hookimpl
         def convhub_conversions(self):
             return [Conversion("keras", "nowhere", convert=lambda a, d, o: None)]
 
-    pm = plugin_manager()
-    pm.register(Dangling(), name="dangling")
-    with pytest.raises(PluginError, match="plugin 'dangling': conversion 'keras->nowhere' uses unknown format 'nowhere'"):
-        Registry(pm)
+    assert build_registry([("dangling", Dangling())]).problems == [
+        "plugin 'dangling': conversion 'keras->nowhere' uses unknown format 'nowhere'; ignored"
+    ]
+    monkeypatch.setenv("CONVHUB_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'dangling': conversion 'keras->nowhere' uses unknown format"):
+        build_registry([("dangling", Dangling())])
+
+
+def test_disabled_plugins_are_not_even_imported(monkeypatch):
+    import sys
+
+    monkeypatch.setenv("CONVHUB_DISABLE_PLUGINS", "tflite, tfjs")
+    monkeypatch.delitem(sys.modules, "convhub_tflite", raising=False)
+    registry = build_registry()
+    assert "tflite" not in registry.plugins and "tflite" not in registry.formats
+    assert "convhub_tflite" not in sys.modules
+    assert "keras" in registry.formats
