@@ -208,11 +208,13 @@ def run_many(
     options: Mapping[str, Any] | None = None,
     progress: Progress = _quiet,
     registry: Registry | None = None,
+    routes: Mapping[str, Route] | None = None,
 ) -> list[ConversionResult]:
     """Convert `model` to every target in one process, sharing common hops, and check each artifact.
 
-    Raises UsageError / InputError / NoRouteError before any conversion starts; conversion and
-    parity failures are reported in the results (`ok`, `error`).
+    `routes` forces the route to some targets instead of the router's choice (the testing kit
+    uses it to put one edge under test). Raises UsageError / InputError / NoRouteError before
+    any conversion starts; conversion and parity failures are reported in the results.
     """
     started = time.perf_counter()
     registry = registry or default_registry()
@@ -235,7 +237,8 @@ def run_many(
             registry.graph.best(src_format.name, name)
     progress(f"reading {describe(model)}")
     source_artifact = read_source(registry, model, src_format, options)
-    routes = {t: registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}
+    forced = dict(routes or {})
+    routes = {t: forced.get(t) or registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}
     for route in routes.values():
         progress(f"route: {route}")
 
@@ -324,6 +327,8 @@ def _convert_all(routes, source_artifact, workdir, options, registry, progress):
                     new_facts = dict(returned or {})
                     if not dest.exists():
                         raise ConversionError(f"the converter wrote nothing at {dest.name}")
+                except (UsageError, InputError):
+                    raise  # the caller's mistake (a bad option value...): exit 2, not a failed converter
                 except Exception as exc:  # noqa: BLE001 - whatever the converter raised
                     errors[prefix] = f"{edge.source} → {edge.target} ({edge.plugin}) failed: {_first_line(exc)}"
             if prefix in errors:

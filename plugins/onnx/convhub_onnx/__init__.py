@@ -1,1 +1,57 @@
-"""placeholder"""
+"""convhub's ONNX plugin: SavedModel → ONNX and TFLite → ONNX with tf2onnx, run by onnxruntime.
+
+Every .onnx it writes is validated first (no op tf2onnx left unconverted, onnx.checker, an
+onnxruntime session loads it), because tf2onnx can finish without error and still write a
+graph no runtime accepts. Frameworks are imported inside functions only.
+"""
+
+from convhub import hookimpl
+from convhub.types import Conversion, Format, Runner
+
+from convhub_onnx import onnx_model, tf2onnx_convert
+
+TF2ONNX = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
+
+
+@hookimpl
+def convhub_formats():
+    return [
+        Format(
+            "onnx",
+            "ONNX model (.onnx protobuf)",
+            read=onnx_model.read,
+            detect=onnx_model.detect,
+            suffix=".onnx",
+            requires=("onnx", "onnxruntime"),
+        )
+    ]
+
+
+@hookimpl
+def convhub_conversions():
+    return [
+        Conversion(
+            "savedmodel",
+            "onnx",
+            convert=tf2onnx_convert.from_saved_model,
+            requires=TF2ONNX,
+            cost=3.0,
+            refuse=tf2onnx_convert.refuse_saved_model,
+            description="tf2onnx (SavedModel signature → ONNX), validated by onnx.checker and onnxruntime",
+        ),
+        # Dearer than savedmodel → onnx even before the savedmodel → tflite hop, so it is only
+        # planned when the direct edge refuses a model (a SavedModel holding XlaCallModule).
+        Conversion(
+            "tflite",
+            "onnx",
+            convert=tf2onnx_convert.from_tflite,
+            requires=TF2ONNX,
+            cost=2.0,
+            description="tf2onnx --tflite, validated by onnx.checker and onnxruntime",
+        ),
+    ]
+
+
+@hookimpl
+def convhub_runners():
+    return [Runner("onnx", load=onnx_model.Session, requires=("onnxruntime",), name="onnxruntime")]
