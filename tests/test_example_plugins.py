@@ -11,7 +11,7 @@ import pytest
 
 from conftest import CONVHUB, ROOT, build_cnn
 
-EXAMPLE_PLUGINS = [ROOT / "examples" / "convhub-tflm"]
+EXAMPLE_PLUGINS = [ROOT / "examples" / "convhub-tflm", ROOT / "examples" / "convhub-onnx-int8"]
 BROKEN = ROOT / "tests" / "plugins" / "convhub-broken"
 
 
@@ -75,3 +75,16 @@ def test_the_example_plugins_own_tests_pass_with_the_testing_kit(site, plugin):
     proc = run(site, sys.executable, "-m", "pytest", plugin / "tests", "-q", "-p", "no:cacheprovider")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_the_new_edge_is_checked_by_the_cross_checker_like_a_builtin(site, tmp_path):
+    model = tmp_path / "cnn.keras"
+    build_cnn().save(model)
+    proc = run(site, CONVHUB, "--disable-plugin", "broken", "convert", "keras→onnx-int8", model,
+               "-o", tmp_path / "m.int8.onnx", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["route"] == ["keras", "savedmodel", "onnx", "onnx-int8"]
+    final = report["parity"][-1]
+    assert final["runner"] == "onnxruntime-int8" and final["passed"] and final["previous"] == "onnx"
+    assert final["tolerance"]["span"] > 0  # judged as a quantized model, not by float32 tolerances
