@@ -104,8 +104,12 @@ class RouteGraph:
         return sorted(out, key=lambda r: (r.cost, len(r.hops), r.formats))
 
     def routes(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[Route]:
-        """The usable routes, cheapest first (empty when there is none)."""
-        return self._paths(source, target, facts, check=True)
+        """The usable routes, cheapest first (empty when there is none).
+
+        Without facts, edges still see the facts the hops before them produce (a native JAX
+        export always holds XlaCallModule), so planning without a model is not over-optimistic.
+        """
+        return self._paths(source, target, facts or {}, check=True)
 
     def best(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> Route:
         """The cheapest usable route; NoRouteError explains why there is none."""
@@ -124,11 +128,10 @@ class RouteGraph:
             return [f"no chain of conversions leads from {source} to {target}"]
         reasons: dict[str, str] = {}
         for route in candidates:
-            known = None if facts is None else dict(facts)
+            known = dict(facts or {})
             for edge in route.hops:
                 why = self.blocked(edge, known)
                 if why and edge.name not in reasons:
                     reasons[edge.name] = f"{edge.source} → {edge.target} ({edge.plugin or 'unknown plugin'}) {why}"
-                if known is not None:
-                    known = {**known, **edge.produces}
+                known = {**known, **edge.produces}
         return list(reasons.values())

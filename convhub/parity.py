@@ -47,6 +47,9 @@ TOLERANCES = {
     "float16": Tolerance(atol=2e-3, rtol=2e-3),
     "dynamic-range": Tolerance(atol=1e-3, rtol=0.0, span=0.03),
     "int8": Tolerance(atol=1e-3, rtol=0.0, span=0.06, min_top1=0.9),
+    # TF.js weight quantization (weights stored as 16/8-bit integers, dequantized on load).
+    "uint16-weights": Tolerance(atol=1e-3, rtol=1e-3),
+    "uint8-weights": Tolerance(atol=2.5e-2, rtol=2.5e-2),
 }
 
 

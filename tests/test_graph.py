@@ -44,7 +44,7 @@ def test_refusals_use_the_model_facts_and_say_why():
                         edge("savedmodel", "tflite"), edge("tflite", "onnx", cost=3)])
     assert graph.best("jax", "onnx", {}).formats == ["jax", "savedmodel", "onnx"]
     assert graph.best("jax", "onnx", {"xla_call_module": True}).formats == ["jax", "savedmodel", "tflite", "onnx"]
-    # Planning without facts (as `convhub route` does) ignores refusals.
+    # Planning without a model's facts: refusals see only what the hops produce.
     assert graph.best("jax", "onnx").formats == ["jax", "savedmodel", "onnx"]
     graph = RouteGraph([edge("jax", "savedmodel"), edge("savedmodel", "onnx", refuse=refuse)])
     with pytest.raises(NoRouteError) as info:

@@ -1,0 +1,124 @@
+"""TF.js graph models on disk: model.json (topology, signature, weights manifest) and weight shards.
+
+Everything here reads and writes JSON only; no framework is imported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from convhub.errors import InputError
+from convhub.types import Artifact, TensorSpec
+
+MODEL_JSON = "model.json"
+GRAPH_MODEL = "graph-model"
+
+# TensorFlow's DataType enum names, as model.json spells them, to NumPy dtype names.
+NUMPY_DTYPES = {
+    "DT_FLOAT": "float32",
+    "DT_DOUBLE": "float64",
+    "DT_HALF": "float16",
+    "DT_INT32": "int32",
+    "DT_INT64": "int64",
+    "DT_INT16": "int16",
+    "DT_INT8": "int8",
+    "DT_UINT8": "uint8",
+    "DT_UINT16": "uint16",
+    "DT_BOOL": "bool",
+}
+
+
+def load(path: Path) -> dict:
+    with (path / MODEL_JSON).open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def detect(thing: Any) -> bool:
+    if not (isinstance(thing, Path) and (thing / MODEL_JSON).is_file()):
+        return False
+    try:
+        return load(thing).get("format") == GRAPH_MODEL
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _spec(name: str, info: Mapping[str, Any]) -> TensorSpec:
+    dtype = NUMPY_DTYPES.get(info.get("dtype", ""))
+    if dtype is None:
+        raise InputError(f"input {name!r} has dtype {info.get('dtype')!r}, which convhub cannot feed")
+    shape = info.get("tensorShape", {})
+    if shape.get("unknownRank"):
+        raise InputError(f"input {name!r} has an unknown rank in model.json")
+    dims = tuple(None if int(d.get("size", -1)) < 0 else int(d["size"]) for d in shape.get("dim", []))
+    return TensorSpec(name, dims, dtype)
+
+
+def signature_of(model_json: Mapping[str, Any], where: Path) -> tuple[list[TensorSpec], list[str]]:
+    """Input specs and output names, by the signature's names (those of the SavedModel signature)."""
+    signature = model_json.get("signature") or {}
+    if not signature.get("inputs") or not signature.get("outputs"):
+        raise InputError(f"{where / MODEL_JSON} has no signature with inputs and outputs")
+    inputs = [_spec(name, info) for name, info in signature["inputs"].items() if "resourceId" not in info]
+    return inputs, list(signature["outputs"])
+
+
+def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
+    if not detect(thing):
+        raise InputError(f"{thing} is not a TF.js graph model directory (model.json with format {GRAPH_MODEL!r})")
+    inputs, _ = signature_of(load(thing), thing)
+    return Artifact(
+        "tfjs",
+        path=thing,
+        facts={
+            "inputs": inputs,
+            "dynamic_dims": [f"{s.name}[{i}]" for s in inputs for i, d in enumerate(s.shape) if d is None],
+            "dtypes": sorted({s.dtype for s in inputs}),
+        },
+    )
+
+
+def shard_files(path: Path) -> list[Path]:
+    return [path / p for group in load(path).get("weightsManifest", []) for p in group["paths"]]
+
+
+def _graphs(model_json: Mapping[str, Any]):
+    """Every node list in a model.json: the graph, its functions, and the table initializer."""
+    for graph in (model_json.get("modelTopology") or {}, model_json.get("modelInitializer") or {}):
+        yield graph.get("node", [])
+        for function in (graph.get("library") or {}).get("function", []):
+            yield function.get("nodeDef", [])
+
+
+def ops_of(model_json: Mapping[str, Any]) -> set[str]:
+    return {node["op"] for nodes in _graphs(model_json) for node in nodes}
+
+
+def rewrite_erfc(model_json: dict) -> int:
+    """Replace each top-level Erfc node by Sub(OnesLike(x), Erf(x)); returns how many.
+
+    TF's exact GELU (Keras' default `gelu`) computes 0.5·x·erfc(-x/√2), and TF.js has Erf but no
+    Erfc op. The Sub keeps the Erfc's name, so the nodes that read it are unchanged.
+    """
+    nodes = (model_json.get("modelTopology") or {}).get("node", [])
+    rewritten = []
+    count = 0
+    for node in nodes:
+        if node["op"] != "Erfc":
+            rewritten.append(node)
+            continue
+        count += 1
+        name, attr, device = node["name"], node.get("attr", {}), node.get("device")
+        extra = {"device": device} if device else {}
+        x = node["input"][:1]
+        controls = [i for i in node["input"] if i.startswith("^")]
+        rewritten += [
+            {"name": f"{name}/convhub_ones", "op": "OnesLike", "input": x, "attr": attr, **extra},
+            {"name": f"{name}/convhub_erf", "op": "Erf", "input": x, "attr": attr, **extra},
+            {"name": name, "op": "Sub", "input": [f"{name}/convhub_ones", f"{name}/convhub_erf", *controls],
+             "attr": attr, **extra},
+        ]
+    if count:
+        model_json["modelTopology"]["node"] = rewritten
+    return count

@@ -1,0 +1,194 @@
+"""SavedModel → TF.js graph model for real: tensorflowjs converts, @tensorflow/tfjs in Node.js runs it.
+
+The first run installs the npm packages of the runner into the per-user cache (`npm ci`, ~10 s).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import convhub
+from convhub import parity, pipeline
+from convhub.errors import NoRouteError, UsageError
+from convhub.plugins import default_registry
+from convhub.types import Artifact, TensorSpec
+from convhub_tfjs import converter, graph_model, node
+from conftest import build_cnn
+
+
+
+def weight_bytes(model_dir: Path) -> int:
+    return sum(p.stat().st_size for p in graph_model.shard_files(model_dir))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tfjs") / "cnn_savedmodel"
+    build_cnn().export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def float32_tfjs(saved_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfjs") / "cnn_tfjs"
+    return convhub.convert(saved_model, to="tfjs", output=out)
+
+
+def test_keras_model_to_tfjs_with_parity_in_node(tmp_path):
+    model = build_cnn(seed=3)
+    out = tmp_path / "web_model"
+    result = convhub.convert(model, to="tfjs", output=out)
+    assert result.ok and result.output == out
+    assert result.route.formats == ["keras", "savedmodel", "tfjs"]
+    assert [p.format for p in result.parity] == ["savedmodel", "tfjs"]
+    assert all(p.checked and p.passed and p.max_abs_diff < 1e-4 for p in result.parity)
+    assert result.facts["inputs"][0] == TensorSpec("image", (None, 12, 12, 2), "float32")
+    model_json = json.loads((out / "model.json").read_text())
+    assert model_json["format"] == "graph-model"
+    assert list(model_json["signature"]["inputs"]) == ["image"]
+    assert list(model_json["signature"]["outputs"]) == ["output_0"]
+    # Keras' exact GELU is Erfc in TF, which TF.js lacks; the plugin rewrote it with Erf.
+    assert "Erfc" not in graph_model.ops_of(model_json) and "Erf" in graph_model.ops_of(model_json)
+
+    # The written directory is detected and read as a TF.js model.
+    registry = default_registry()
+    assert pipeline.detect_format(registry, out).name == "tfjs"
+    assert pipeline.read_source(registry, out).facts["dynamic_dims"] == ["image[0]"]
+
+    # The Node runner on its own, at another batch size, against the Keras model itself.
+    session = node.Session(Artifact("tfjs", path=out))
+    try:
+        assert session.inputs == [TensorSpec("image", (None, 12, 12, 2), "float32")]
+        assert session.outputs == ["output_0"]
+        assert (session.tfjs_version, session.backend) == ("4.22.0", "cpu")
+        x = np.random.default_rng(5).normal(size=(5, 12, 12, 2)).astype("float32")
+        (name, got), = session.run({"image": x}).items()
+        assert name == "output_0" and got.shape == (5, 4) and got.dtype == np.float32
+        np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4, rtol=1e-4)
+        # A TF.js error comes back as one exception, and the session keeps working after it.
+        with pytest.raises(RuntimeError, match="TF.js: .*must be float32, but was int32"):
+            session.run({"image": x.astype(np.int32)})
+        np.testing.assert_array_equal(session.run({"image": x})["output_0"], got)
+    finally:
+        session.close()
+    model_json["format"] = "layers-model"
+    (out / "model.json").write_text(json.dumps(model_json))
+    assert not graph_model.detect(out)
+
+
+def test_saved_model_directory_to_tfjs(saved_model, float32_tfjs):
+    result = float32_tfjs
+    assert result.route.formats == ["savedmodel", "tfjs"]
+    (entry,) = result.parity
+    assert entry.checked and entry.passed and entry.max_abs_diff < 1e-4
+    # The CNN's 9,772 float32 weights, and 6 constants of the graph (GELU's, Flatten's shape).
+    assert weight_bytes(result.output) == 39_112
+    assert result.to_json()["artifacts"][0]["bytes"] > 39_112  # and model.json
+    assert len(graph_model.shard_files(result.output)) == 1
+
+
+@pytest.mark.parametrize("quantize, precision, shrink", [("float16", "float16", 2), ("uint8", "uint8-weights", 4)])
+def test_quantized_weights_shrink_the_files_and_stay_within_tolerance(
+    saved_model, float32_tfjs, tmp_path, quantize, precision, shrink
+):
+    out = tmp_path / "quantized"
+    result = convhub.convert(saved_model, to="tfjs", output=out, options={"tfjs_quantize": quantize})
+    (entry,) = result.parity
+    assert entry.passed
+    # The precision fact reached the check, which took that precision's default tolerance.
+    assert entry.tolerance == parity.TOLERANCES[precision]
+    # The weights really are quantized: the outputs moved, by less than the tolerance.
+    assert 1e-6 < entry.max_abs_diff < entry.tolerance.atol
+    manifest = graph_model.load(out)["weightsManifest"][0]["weights"]
+    assert {w["quantization"]["dtype"] for w in manifest if w["dtype"] == "float32"} == {quantize}
+    assert weight_bytes(out) * shrink == pytest.approx(weight_bytes(float32_tfjs.output), rel=0.01)
+
+    # The precision fact is recorded on the artifact the hop wrote.
+    artifact = Artifact("savedmodel", path=saved_model, facts={"signature": "serving_default"})
+    facts = converter.from_saved_model(artifact, tmp_path / "again", {"tfjs_quantize": quantize})
+    assert facts == {"precision": precision, "signature": "serving_default", "tfjs_weight_shards": 1}
+
+
+def test_a_small_shard_size_writes_several_shards_that_still_load(saved_model, tmp_path):
+    out = tmp_path / "sharded"
+    result = convhub.convert(saved_model, to="tfjs", output=out, options={"tfjs_shard_bytes": 8192})
+    shards = graph_model.shard_files(out)
+    assert len(shards) == 5  # 39,112 bytes of weights in shards of at most 8,192
+    assert all(p.stat().st_size <= 8192 for p in shards)
+    (entry,) = result.parity
+    assert entry.passed and entry.max_abs_diff < 1e-4  # the runner put the shards back together
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"tfjs_quantize": "int8"}, "tfjs_quantize must be None, 'float16', 'uint8' or 'uint16', not 'int8'"),
+        ({"tfjs_quantize": ["uint8"]}, "tfjs_quantize must be None, 'float16', 'uint8' or 'uint16', not ['uint8']"),
+        ({"tfjs_shard_bytes": 0}, "tfjs_shard_bytes must be a positive number of bytes, not 0"),
+        ({"tfjs_shard_bytes": "4MB"}, "tfjs_shard_bytes must be a positive number of bytes, not '4MB'"),
+        ({"tfjs_shard_bytes": True}, "tfjs_shard_bytes must be a positive number of bytes, not True"),
+    ],
+)
+def test_bad_options_are_usage_errors(options, message):
+    with pytest.raises(UsageError) as info:
+        converter.parse_options(options)
+    assert str(info.value) == message
+
+
+def test_options_and_their_defaults():
+    assert converter.parse_options({}) == (None, 4 * 1024 * 1024)
+    assert converter.parse_options({"tfjs_quantize": "uint16", "tfjs_shard_bytes": "8192"}) == ("uint16", 8192)
+
+
+def test_the_route_refuses_xla_call_module_with_the_converters_reason():
+    graph = default_registry().graph
+    (edge,) = [c for c in graph.conversions if c.name == "savedmodel->tfjs"]
+    assert edge.plugin == "tfjs"
+    reason = graph.blocked(edge, {"xla_call_module": True})
+    assert reason == f"refuses this model: {converter.XLA_CALL_MODULE_REASON}"
+    assert "Unsupported Ops in the model before optimization: XlaCallModule" in reason
+    assert graph.blocked(edge, {"xla_call_module": False}) is None
+    with pytest.raises(NoRouteError, match="savedmodel → tfjs \\(tfjs\\) refuses this model: the SavedModel holds"):
+        graph.best("savedmodel", "tfjs", {"xla_call_module": True})
+
+
+def test_without_node_the_artifact_is_reported_as_failing_to_run(saved_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without Node.js
+    result = pipeline.run(saved_model, "tfjs", tmp_path / "out")
+    assert not result.ok and not (tmp_path / "out").exists()
+    (entry,) = result.parity
+    assert entry.checked and not entry.passed
+    assert entry.reason == (
+        "tfjs-node could not run it: NodeRuntimeError: the tfjs-node runner needs Node.js 18+ with npm:"
+        " 'node' is not on PATH (https://nodejs.org)"
+    )
+
+
+def test_two_processes_install_the_node_packages_once_from_the_shipped_lock(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "CONVHUB_CACHE": str(cache)}
+    (cache / f"{node.install_dir().name}.tmp-interrupted").mkdir(parents=True)  # a killed install's leftovers
+    code = "from convhub_tfjs import node; print(node.ensure_installed())"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    try:
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        (first, _), (second, _) = outputs
+        installed = Path(first.strip())
+        assert second.strip() == first.strip() and installed.parent == cache
+        assert installed.name.startswith("tfjs-") and (installed / node.COMPLETE).is_file()
+        tfjs = json.loads((installed / "node_modules/@tensorflow/tfjs/package.json").read_text())
+        assert tfjs["version"] == "4.22.0"
+        assert not (installed / "node_modules/@tensorflow/tfjs-node").exists()  # no native binary
+        assert sorted(p.name for p in cache.iterdir()) == [installed.name, f"{installed.name}.lock"]
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # ~300 MB
