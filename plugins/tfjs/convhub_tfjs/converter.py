@@ -77,7 +77,7 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         strip_debug_ops=True,
     )
     model_json = graph_model.load(destination)
-    if graph_model.rewrite_erfc(model_json):
+    if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json):
         (destination / graph_model.MODEL_JSON).write_text(json.dumps(model_json), encoding="utf-8")
     unsupported = graph_model.ops_of(model_json) - supported_ops()
     if unsupported:

@@ -5,6 +5,7 @@ Everything here reads and writes JSON only; no framework is imported.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -119,6 +120,38 @@ def rewrite_erfc(model_json: dict) -> int:
             {"name": name, "op": "Sub", "input": [f"{name}/convhub_ones", f"{name}/convhub_erf", *controls],
              "attr": attr, **extra},
         ]
+    if count:
+        model_json["modelTopology"]["node"] = rewritten
+    return count
+
+
+FUSED_OPS = {"_FusedMatMul", "FusedConv2D", "_FusedConv2D", "FusedDepthwiseConv2dNative"}
+# Activations TF.js's CPU backend runs inside a fused op; TF's optimizer fuses others too (Tanh).
+CPU_FUSED_ACTIVATIONS = {"Relu", "Relu6", "Elu", "LeakyRelu", "Prelu", "Sigmoid"}
+STANDALONE_ACTIVATIONS = {"Tanh"}  # activations that exist as ops of their own in TF.js
+
+
+def unfuse_activations(model_json: dict) -> int:
+    """Move fused activations TF.js's CPU backend lacks ("Activation tanh has not been implemented
+    for the CPU backend") out of fused MatMul/Conv nodes into a node of their own; returns how many.
+
+    The activation node takes the fused node's name, so the nodes that read it are unchanged.
+    """
+    nodes = (model_json.get("modelTopology") or {}).get("node", [])
+    rewritten, count = [], 0
+    for node in nodes:
+        attr = node.get("attr", {})
+        fused = [base64.b64decode(s).decode() for s in attr.get("fused_ops", {}).get("list", {}).get("s", [])]
+        activation = fused[-1] if len(fused) > 1 else None
+        if node["op"] not in FUSED_OPS or activation in CPU_FUSED_ACTIVATIONS or activation not in STANDALONE_ACTIVATIONS:
+            rewritten.append(node)
+            continue
+        count += 1
+        name = node["name"]
+        inner = {**node, "name": f"{name}/convhub_unfused",
+                 "attr": {**attr, "fused_ops": {"list": {"s": [base64.b64encode(op.encode()).decode() for op in fused[:-1]]}}}}
+        extra = {"device": node["device"]} if node.get("device") else {}
+        rewritten += [inner, {"name": name, "op": activation, "input": [inner["name"]], "attr": {"T": attr.get("T", {"type": "DT_FLOAT"})}, **extra}]
     if count:
         model_json["modelTopology"]["node"] = rewritten
     return count
