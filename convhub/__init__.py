@@ -15,6 +15,7 @@ from convhub.errors import (
     InputError,
     NoRouteError,
     ParityError,
+    RuntimeMissing,
     UsageError,
 )
 from convhub.plugins import hookimpl
@@ -30,6 +31,7 @@ __all__ = [
     "InputError",
     "NoRouteError",
     "ParityError",
+    "RuntimeMissing",
     "UsageError",
     "convert",
     "hookimpl",

@@ -45,6 +45,13 @@ class ParityError(ConvhubError):
         self.result = result
 
 
+class RuntimeMissing(ConvhubError):
+    """A runner's runtime is not available here (no Node.js, no C compiler...): its artifacts
+    are reported as not checked, never as passed or as broken."""
+
+    exit_code = 1
+
+
 class PluginError(ConvhubError):
     """A plugin contributed something invalid."""
 

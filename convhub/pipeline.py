@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from convhub import capture, parity
-from convhub.errors import ConversionError, ConvhubError, InputError, ParityError, UsageError
+from convhub.errors import ConversionError, ConvhubError, InputError, ParityError, RuntimeMissing, UsageError
 from convhub.graph import Route, missing_modules
 from convhub.plugins import Registry, default_registry
 from convhub.types import Artifact, Conversion, Format
@@ -355,6 +355,9 @@ def _check_all(registry, built, seed, inputs, atol, rtol, progress):
     with capture.native_output():
         try:
             ref_session = reference_runner.load(source)
+        except RuntimeMissing as exc:
+            why = f"not checked: the source's runner {reference_runner.name!r} cannot run here: {exc}"
+            return {p: parity.ParityEntry(a.format, False, False, reason=why) for p, a in built.items() if p}
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"the source model could not be run: {_first_line(exc)}") from exc
     feeds = (
@@ -383,6 +386,11 @@ def _check_all(registry, built, seed, inputs, atol, rtol, progress):
             try:
                 session = runner.load(artifact)
                 outputs[prefix] = session.run(parity.match_feeds(feeds, ref_session.inputs, session.inputs))
+            except RuntimeMissing as exc:
+                entries[prefix] = parity.ParityEntry(
+                    artifact.format, False, False, runner.name, tol, reason=f"not checked: {exc}"
+                )
+                continue
             except Exception as exc:  # noqa: BLE001 - a produced artifact its runtime rejects is a failure
                 entries[prefix] = parity.ParityEntry(
                     artifact.format, True, False, runner.name, tol,

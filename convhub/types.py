@@ -34,6 +34,15 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
+def input_facts(specs: list[TensorSpec]) -> dict[str, Any]:
+    """The facts every source records about its inputs: the specs, which dims are dynamic, the dtypes."""
+    return {
+        "inputs": list(specs),
+        "dynamic_dims": [f"{s.name}[{i}]" for s in specs for i, d in enumerate(s.shape) if d is None],
+        "dtypes": sorted({s.dtype for s in specs}),
+    }
+
+
 @dataclass
 class Artifact:
     """A model in one format: a file or directory, an in-memory object, or both.

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from convhub import hookimpl
-from convhub.errors import UsageError
+from convhub.errors import RuntimeMissing, UsageError
 from convhub.types import Artifact, Conversion, Format, Runner
 
 ALIGNMENT = 16
@@ -65,7 +65,7 @@ def compile_and_dump(c_file: Path, name: str) -> tuple[bytes, bool]:
     """Compile the C file with a tiny main, run it, and return (the array's bytes, aligned?)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
-        raise RuntimeError("no C compiler found (set CC)")
+        raise RuntimeMissing("no C compiler found to build the model's C file (install cc or set CC)")
     with tempfile.TemporaryDirectory() as tmp:
         main = Path(tmp) / "main.c"
         main.write_text(DUMP_MAIN.format(name=name, alignment=ALIGNMENT))

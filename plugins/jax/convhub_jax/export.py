@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
-from convhub.types import Artifact, TensorSpec
+from convhub.types import Artifact, TensorSpec, input_facts
 
 from convhub_jax.sources import JaxFunction, OrbaxExport, class_from, is_flax_linen_module
 
@@ -98,11 +98,9 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         "jax",
         model=exportable,
         facts={
-            "inputs": inputs,
+            **input_facts(inputs),
             "signature": exportable.signature,
             "signatures": list(exportable.signatures),
-            "dynamic_dims": [f"{s.name}[{i}]" for s in inputs for i, d in enumerate(s.shape) if d is None],
-            "dtypes": sorted({s.dtype for s in inputs}),
             "jax_source": type(thing).__name__,
         },
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
-from convhub.types import Artifact, TensorSpec
+from convhub.types import Artifact, TensorSpec, input_facts
 
 # The first bytes of a serialized ModelProto: field 1 (ir_version, a small varint), then the
 # tag of one of the fields that follow it in field order (producer_name ... opset_import).
@@ -61,11 +61,9 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         raise InputError(f"a {type(thing).__name__} is not an ONNX model")
     session = Session(artifact)  # proves onnxruntime loads it, and gives the specs it will run with
     artifact.facts = {
-        "inputs": session.inputs,
+        **input_facts(session.inputs),
         "outputs": list(session.outputs),
         "opset": default_opset(model),
-        "dynamic_dims": [f"{s.name}[{i}]" for s in session.inputs for i, d in enumerate(s.shape) if d is None],
-        "dtypes": sorted({s.dtype for s in session.inputs}),
     }
     return artifact
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
-from convhub.types import Artifact, TensorSpec
+from convhub.types import Artifact, TensorSpec, input_facts
 
 from convhub_tensorflow import _tf
 
@@ -88,12 +88,7 @@ def input_specs(model) -> list[TensorSpec]:
 
 
 def facts_of(model) -> dict[str, Any]:
-    specs = input_specs(model)
-    return {
-        "inputs": specs,
-        "dynamic_dims": [f"{s.name}[{i}]" for s in specs for i, d in enumerate(s.shape) if d is None],
-        "dtypes": sorted({s.dtype for s in specs}),
-    }
+    return input_facts(input_specs(model))
 
 
 def export_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
-from convhub.types import Artifact, TensorSpec
+from convhub.types import Artifact, TensorSpec, input_facts
 
 from convhub_tensorflow import _tf
 
@@ -62,12 +62,10 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         "savedmodel",
         path=thing,
         facts={
-            "inputs": specs,
+            **input_facts(specs),
             "outputs": _output_names(fn),
             "signature": signature,
             "signatures": sorted(loaded.signatures),
-            "dynamic_dims": [f"{s.name}[{i}]" for s in specs for i, d in enumerate(s.shape) if d is None],
-            "dtypes": sorted({s.dtype for s in specs}),
             # StableHLO wrapped in XlaCallModule (native JAX export): tf2onnx and tensorflowjs can't take it.
             "xla_call_module": "XlaCallModule" in op_types(fn),
         },

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
-from convhub.types import Artifact, TensorSpec
+from convhub.types import Artifact, TensorSpec, input_facts
 
 MODEL_JSON = "model.json"
 GRAPH_MODEL = "graph-model"
@@ -72,11 +72,7 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     return Artifact(
         "tfjs",
         path=thing,
-        facts={
-            "inputs": inputs,
-            "dynamic_dims": [f"{s.name}[{i}]" for s in inputs for i, d in enumerate(s.shape) if d is None],
-            "dtypes": sorted({s.dtype for s in inputs}),
-        },
+        facts=input_facts(inputs),
     )
 
 

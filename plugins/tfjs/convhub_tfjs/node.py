@@ -24,6 +24,7 @@ from typing import IO, Any, Mapping
 
 import numpy as np
 
+from convhub.errors import RuntimeMissing
 from convhub.types import Artifact
 
 from convhub_tfjs import graph_model
@@ -44,7 +45,11 @@ NUMPY_OF_WIRE = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "bool": n
 
 
 class NodeRuntimeError(RuntimeError):
-    """Node.js is missing, the npm install failed, or the runner process died."""
+    """The runner process died or answered with an error."""
+
+
+class NodeMissing(RuntimeMissing):
+    """Node.js or npm is not on PATH, or the npm install failed: TF.js models can't be checked here."""
 
 
 def cache_root() -> Path:
@@ -64,7 +69,7 @@ def install_dir() -> Path:
 def _executable(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise NodeRuntimeError(
+        raise NodeMissing(
             f"the tfjs-node runner needs Node.js 18+ with npm: {name!r} is not on PATH (https://nodejs.org)"
         )
     return path
@@ -105,7 +110,7 @@ def ensure_installed() -> Path:
             if proc.returncode != 0:
                 lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
                 detail = lines[-1] if lines else f"exit code {proc.returncode}"
-                raise NodeRuntimeError(f"npm ci of @tensorflow/tfjs into {target} failed: {detail}")
+                raise NodeMissing(f"npm ci of @tensorflow/tfjs into {target} failed: {detail}")
             (scratch / COMPLETE).write_text("ok\n")
             os.rename(scratch, target)
         finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError, UsageError
-from convhub.types import Artifact, TensorSpec
+from convhub.types import Artifact, TensorSpec, input_facts
 
 FLATBUFFER_ID = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -29,7 +29,7 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         "tflite",
         path=thing,
         facts={
-            "inputs": session.inputs,
+            **input_facts(session.inputs),
             "signature": session.signature,
             "signatures": list(session.signatures),
             "precision": precision_of(flatbuffer),
