@@ -51,3 +51,14 @@ def test_route_explain_shows_the_facts_that_decide(capsys):
     assert payload["facts"]["jax_source"] == "JaxFunction"
     assert payload["routes"][0]["route"] == ["jax", "savedmodel", "tflite", "onnx"]
     assert any("savedmodel → onnx (onnx) refuses this model" in r for r in payload["unusable"])
+
+
+@pytest.mark.parametrize("reference", ["flax_module.py:classifier", "orbax_serving.py:serving"])
+def test_flax_and_orbax_references_through_the_cli(reference, tmp_path, capsys):
+    from convhub import cli
+
+    out = tmp_path / "m.tflite"
+    code = cli.main(["convert", "jax→tflite", str(ROOT / "examples" / reference), "-o", str(out), "--json", "-q"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] and report["route"] == ["jax", "savedmodel", "tflite"]
+    assert all(p["passed"] and p["max_abs_diff"] < 1e-4 for p in report["parity"]) and out.is_file()
