@@ -318,7 +318,7 @@ def conversion_options(args) -> dict[str, Any]:
 
 def cmd_convert(args) -> int:
     from convhub import pyref
-    from convhub.pipeline import default_output_name, run_many
+    from convhub.pipeline import default_output_name, outputs_in, run_many
     from convhub.plugins import default_registry
 
     if len(args.args) > 2:
@@ -340,7 +340,7 @@ def cmd_convert(args) -> int:
         outputs = {names[0]: args.output}
     else:  # several targets: -o is a folder holding <input name><suffix> for each
         stem = default_output_name(model if not pyref.looks_like_reference(model) else model.rpartition(":")[2])
-        outputs = {f.name: os.path.join(args.output, stem + (f.suffix or f"_{f.name}")) for f in formats}
+        outputs = outputs_in(args.output, stem, formats)
     options = conversion_options(args)
     progress = _progress(args)
     if pyref.looks_like_reference(model):

@@ -45,7 +45,7 @@ def examples_dir() -> Path:
 
 def make_source(source: DemoSource, workdir: Path):
     file, _, name = source.reference.partition(":")
-    module = pyref._import(str(examples_dir() / file))
+    module = pyref.import_module(str(examples_dir() / file))
     fn = getattr(module, name)
     with capture.native_output():
         return Path(fn(str(workdir))) if source.writes_file else fn()

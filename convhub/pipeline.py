@@ -180,6 +180,11 @@ def check_destination(destination: Path, force: bool) -> None:
         raise UsageError(f"{destination} exists; use --force to overwrite it")
 
 
+def outputs_in(directory: str | os.PathLike, stem: str, formats: Sequence[Format]) -> dict[str, Path]:
+    """Where several targets go in one folder: <stem><suffix>, or <stem>_<format> for directories."""
+    return {f.name: Path(directory) / f"{stem}{f.suffix or '_' + f.name}" for f in formats}
+
+
 def default_output_name(model: Any) -> str:
     if isinstance(model, (str, os.PathLike)):
         return Path(model).name.split(".")[0] or "model"
@@ -445,18 +450,13 @@ def convert(
     targets = list(to) if many else [to]
     if many or output is None:
         directory = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="convhub-out-"))
-        stem = default_output_name(model)
-        outputs = {t: directory / f"{stem}{_output_suffix(registry.format(t))}" for t in targets}
+        outputs = outputs_in(directory, default_output_name(model), [registry.format(t) for t in targets])
     else:
         outputs = {to: output}
     results = run_many(model, targets, outputs, **kwargs)
     for result in results:
         _raise_for(result)
     return results if many else results[0]
-
-
-def _output_suffix(fmt: Format) -> str:
-    return fmt.suffix or f"_{fmt.name}"
 
 
 @dataclass

@@ -26,7 +26,7 @@ def load(reference: str) -> Any:
     module_part, sep, name = reference.rpartition(":")
     if not sep or not module_part or not name.isidentifier():
         raise InputError(f"{reference!r} is not a Python reference (write file.py:NAME or package.module:NAME)")
-    module = _import(module_part)
+    module = import_module(module_part)
     try:
         obj = getattr(module, name)
     except AttributeError:
@@ -49,7 +49,8 @@ def _takes_no_arguments(fn: Any) -> bool:
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
-def _import(module_part: str):
+def import_module(module_part: str):
+    """Import `path/to/file.py` or `package.module`, turning failures into one-line InputErrors."""
     if module_part.endswith(".py") or "/" in module_part or "\\" in module_part:
         path = Path(module_part)
         if not path.is_file():
