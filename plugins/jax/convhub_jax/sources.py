@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 
 from convhub.errors import InputError
 
@@ -42,6 +41,8 @@ class InputSpec:
 
 
 def _input_spec(name: Any, value: Any) -> InputSpec:
+    import numpy as np  # here, not at import: listing plugins must stay quick
+
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"JaxFunction input name {name!r} must be a Python identifier")
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a jax.ShapeDtypeStruct, an array...
