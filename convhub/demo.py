@@ -55,7 +55,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
     registry = default_registry()
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="convhub-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    rows, payload, failures, results, notes = [], [], 0, [], []
+    rows, payload, failures, results, labels, notes = [], [], 0, [], [], []
     for i, source in enumerate(SOURCES):
         progress(f"building {source.label} from examples/{source.reference}")
         model = make_source(source, root)
@@ -81,6 +81,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
                 continue
             failures += not result.ok
             results.append(result)
+            labels.append(source.label)
             worst = max((p.max_abs_diff or 0.0 for p in result.parity if p.checked), default=None)
             rows.append([
                 source.label, target, " → ".join(result.route.formats), number(worst),
@@ -90,7 +91,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
     table = render(["source", "target", "route", "max abs diff", "parity", "time"], rows)
     if notes:
         table += "\n\n" + "\n".join(notes).rstrip()
-    html = report.write(results, root / "report.html")
+    html = report.write(results, root / "report.html", labels)
     if as_json:
         print(json.dumps({"ok": failures == 0, "conversions": payload, "output_dir": str(root), "report": str(html)}, indent=2))
         print(table, file=sys.stderr)

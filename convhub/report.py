@@ -88,9 +88,10 @@ def _entry_section(entry: ParityEntry) -> str:
     return "\n".join(parts)
 
 
-def render(results: Sequence) -> str:
+def render(results: Sequence, labels: Sequence[str] | None = None) -> str:
+    """The page; `labels` (one per result) prefix the section titles, e.g. the demo's example names."""
     sections = []
-    for r in results:
+    for i, r in enumerate(results):
         status = '<span class="ok">ok</span>' if r.ok else '<span class="bad">FAILED</span>'
         inputs = f"seeded random inputs (seed {r.seed})" if r.seed is not None else f"inputs from {html.escape(r.inputs)}"
         if hasattr(r, "route"):  # a conversion
@@ -99,6 +100,8 @@ def render(results: Sequence) -> str:
         else:  # convhub check
             title = f"check against {r.reference.path or 'an in-memory model'} ({r.reference.format})"
             route = "reference: " + str(r.reference.path) + " · " + ", ".join(str(c.path) for c in r.candidates)
+        if labels:
+            title = f"{labels[i]}: {title}"
         sections.append(
             f"<h2>{html.escape(title)} {status}</h2><p class=\"route\">{html.escape(route)}</p>"
             f"<p>Checked on {inputs}. {html.escape(r.error)}</p>"
@@ -110,10 +113,10 @@ def render(results: Sequence) -> str:
     )
 
 
-def write(results: Sequence, path: str | os.PathLike) -> Path:
+def write(results: Sequence, path: str | os.PathLike, labels: Sequence[str] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(results), encoding="utf-8")
+    tmp.write_text(render(results, labels), encoding="utf-8")
     os.replace(tmp, path)
     return path
