@@ -15,6 +15,7 @@ import time
 from typing import Any, Sequence
 
 from convhub.errors import ConvhubError, UsageError
+from convhub.jsonout import dump_json
 
 ARROWS = ("→", "->")
 
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _emit(args: argparse.Namespace, payload: Any, human: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2))
+        print(dump_json(payload))
     elif human:
         print(human)
 
@@ -167,7 +168,8 @@ def cmd_route(args) -> int:
     facts = None
     if args.input is not None:
         from convhub import pyref
-        from convhub.pipeline import jsonable, read_source
+        from convhub.jsonout import jsonable
+        from convhub.pipeline import read_source
 
         model = load_reference(args.input, lambda m: None) if pyref.looks_like_reference(args.input) else args.input
         facts = read_source(registry, model, registry.format(source)).facts
@@ -184,9 +186,14 @@ def cmd_route(args) -> int:
         lines += [f"    {h.source} → {h.target}  [{h.plugin}] {h.description}" for h in route.hops]
     if not routes:
         lines.append(f"no usable route from {source} to {target}")
-    unusable = [r for r in graph.explain(source, target, facts) if "→" in r] if (args.all or args.explain) else []
-    lines += [f"  unusable: {r}" for r in unusable]
-    payload = {"source": source, "target": target, "routes": [r.to_json() for r in shown], "unusable": unusable}
+    unusable = graph.unusable(source, target, facts) if (args.all or args.explain) else []
+    lines += [f"  not usable: {route}: {why}" for route, why in unusable]
+    payload = {
+        "ok": bool(routes), "source": source, "target": target, "routes": [r.to_json() for r in shown],
+        "unusable": [{"route": route.formats, "hops": [h.name for h in route.hops], "reason": why} for route, why in unusable],
+    }
+    if not routes:
+        payload["error"] = f"no usable route from {source} to {target}"
     if facts is not None:
         payload["facts"] = jsonable(facts)
     _emit(args, payload, "\n".join(lines))
@@ -226,7 +233,7 @@ def cmd_check(args) -> int:
         progress(f"wrote the report to {args.report}")
     text = check_summary(result)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(dump_json(result.to_json()))
         print(text, file=sys.stderr)
     else:
         print(text)
@@ -363,7 +370,7 @@ def cmd_convert(args) -> int:
         else:
             payload = {"ok": ok, "source": results[0].source, "targets": names,
                        "results": [r.to_json() for r in results], "seconds": round(results[0].seconds, 3)}
-        print(json.dumps(payload, indent=2))
+        print(dump_json(payload))
         print(text, file=sys.stderr)
     else:
         print(text)
@@ -380,7 +387,16 @@ COMMANDS = {"convert": cmd_convert, "check": cmd_check, "route": cmd_route, "for
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = None
+
+    def fail(message: str, code: int, kind: str = "error") -> int:
+        # --json promises one object on stdout, even when the command line itself was wrong.
+        if (args is None and "--json" in argv) or getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": message, "exit_code": code}))
+        print(f"convhub: {kind}: {message}", file=sys.stderr)
+        return code
+
     try:
         args = build_parser().parse_args(argv)
         if args.disable_plugin:  # read when the registry is built, before any plugin is imported
@@ -392,19 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return COMMANDS[args.command](args)
     except ConvhubError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
-        print(f"convhub: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("convhub: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return fail("nothing was written", 130, kind="interrupted")
     except Exception as exc:  # a bug in convhub or a plugin: say so in one line unless debugging
         if os.environ.get("CONVHUB_DEBUG"):
             raise
-        print(f"convhub: internal error: {type(exc).__name__}: {exc} (set CONVHUB_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return 1
+        return fail(f"{type(exc).__name__}: {exc} (set CONVHUB_DEBUG=1 for the traceback)", 1, kind="internal error")
 
 
 def run() -> None:

@@ -6,16 +6,16 @@ function there that returns a model object, or writes a model into a folder and 
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from convhub import capture, pyref, report
-from convhub.pipeline import run
+from convhub.pipeline import detect_format, run
 from convhub.errors import ConvhubError, NoRouteError, UsageError
 from convhub.plugins import default_registry
+from convhub.jsonout import dump_json
 from convhub.table import number, render
 
 
@@ -59,9 +59,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
     for i, source in enumerate(SOURCES):
         progress(f"building {source.label} from examples/{source.reference}")
         model = make_source(source, root)
-        source_format = registry.formats[
-            next(f.name for f in registry.formats.values() if f.detect and f.detect(model))
-        ]
+        source_format = detect_format(registry, model)
         targets = sorted(f for f in registry.formats if f != source_format.name and registry.graph.routes(source_format.name, f))
         for target in targets:
             fmt = registry.formats[target]
@@ -82,7 +80,8 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
             failures += not result.ok
             results.append(result)
             labels.append(source.label)
-            worst = max((p.max_abs_diff or 0.0 for p in result.parity if p.checked), default=None)
+            diffs = [p.max_abs_diff for p in result.parity if p.checked and p.max_abs_diff is not None]
+            worst = max(diffs, default=None)
             rows.append([
                 source.label, target, " → ".join(result.route.formats), number(worst),
                 "ok" if result.ok else "FAILED", f"{result.seconds:.1f}s" if result.ok else result.error,
@@ -93,7 +92,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
         table += "\n\n" + "\n".join(notes).rstrip()
     html = report.write(results, root / "report.html", labels)
     if as_json:
-        print(json.dumps({"ok": failures == 0, "conversions": payload, "output_dir": str(root), "report": str(html)}, indent=2))
+        print(dump_json({"ok": failures == 0, "conversions": payload, "output_dir": str(root), "report": str(html)}))
         print(table, file=sys.stderr)
     else:
         print(table)

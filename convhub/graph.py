@@ -49,7 +49,12 @@ class Route:
         return any(h.lossy for h in self.hops)
 
     def __str__(self) -> str:
-        return " → ".join(self.formats)
+        # A hop that is not the plain source->target edge is named: two routes through the same
+        # formats can differ in how they convert (jax->savedmodel vs jax->savedmodel-tf-ops).
+        text = self.source
+        for hop in self.hops:
+            text += f" → {hop.target}" + (f" [{hop.name}]" if hop.name != f"{hop.source}->{hop.target}" else "")
+        return text
 
     def to_json(self) -> dict:
         return {
@@ -121,17 +126,21 @@ class RouteGraph:
         reasons = self.explain(source, target, facts)
         raise NoRouteError(f"no route from {source} to {target}: " + "; ".join(reasons), reasons)
 
-    def explain(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[str]:
-        """Why each conversion that could lead from source to target cannot be used."""
-        candidates = self._paths(source, target, None, check=False)
-        if not candidates:
-            return [f"no chain of conversions leads from {source} to {target}"]
-        reasons: dict[str, str] = {}
-        for route in candidates:
+    def unusable(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[tuple[Route, str]]:
+        """Each route that exists but cannot be used, with the first hop that blocks it and why."""
+        out = []
+        for route in self._paths(source, target, None, check=False):
             known = dict(facts or {})
             for edge in route.hops:
                 why = self.blocked(edge, known)
-                if why and edge.name not in reasons:
-                    reasons[edge.name] = f"{edge.source} → {edge.target} ({edge.plugin or 'unknown plugin'}) {why}"
+                if why:
+                    out.append((route, f"{edge.source} → {edge.target} ({edge.plugin or 'unknown plugin'}) {why}"))
+                    break
                 known = {**known, **edge.produces}
-        return list(reasons.values())
+        return out
+
+    def explain(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[str]:
+        """Why the routes from source to target cannot be used, one reason per blocking hop."""
+        if not self._paths(source, target, None, check=False):
+            return [f"no chain of conversions leads from {source} to {target}"]
+        return list(dict.fromkeys(reason for _, reason in self.unusable(source, target, facts)))

@@ -151,11 +151,16 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         return OutputDiff(name, False, reason=f"shape {cand.shape}, the reference has {ref.shape}",
                           candidate_name=candidate_name)
     ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
-    err = np.abs(cand64 - ref64)
-    if not np.isfinite(cand64).all() and not np.array_equal(np.isfinite(cand64), np.isfinite(ref64)):
-        return OutputDiff(name, False, reason="non-finite values where the reference has none",
+    finite_ref, finite_cand = np.isfinite(ref64), np.isfinite(cand64)
+    # NaN matches NaN and an infinity the same infinity; anything else non-finite is a mismatch.
+    same_nonfinite = (np.isnan(ref64) & np.isnan(cand64)) | (~finite_ref & (ref64 == cand64))
+    mismatched = (finite_ref != finite_cand) | (~finite_ref & ~finite_cand & ~same_nonfinite)
+    if mismatched.any():
+        return OutputDiff(name, False, reason=f"{int(mismatched.sum())} non-finite values (NaN/inf) differ from the reference",
                           candidate_name=candidate_name)
-    err = np.where(np.isfinite(err), err, 0.0)
+    both = finite_ref & finite_cand
+    ref64, cand64 = np.where(both, ref64, 0.0), np.where(both, cand64, 0.0)
+    err = np.abs(cand64 - ref64)
     if err.size == 0:
         return OutputDiff(name, True, 0.0, 0.0, 0.0, 0.0, None, 0.0, candidate_name=candidate_name)
     bound = tol.atol + tol.rtol * np.abs(ref64) + tol.span * float(np.ptp(ref64))

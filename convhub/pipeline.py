@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 from convhub import capture, parity
 from convhub.errors import ConversionError, ConvhubError, InputError, ParityError, RuntimeMissing, UsageError
 from convhub.graph import Route, missing_modules
+from convhub.jsonout import jsonable
 from convhub.plugins import Registry, default_registry
 from convhub.types import Artifact, Conversion, Format
 
@@ -100,20 +101,6 @@ class ConversionResult:
         }
 
 
-def jsonable(value: Any) -> Any:
-    if hasattr(value, "to_json"):
-        return value.to_json()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def detect_format(registry: Registry, model: Any) -> Format:
     """The format of a path or object, from the formats' cheap `detect` checks."""
     found = [f for f in registry.formats.values() if f.detect is not None and f.detect(model)]
@@ -175,9 +162,34 @@ def publish(built: Path, destination: Path, force: bool) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_destination(destination: Path, force: bool) -> None:
-    if destination.exists() and not force:
+def check_destination(destination: Path, force: bool, directory: bool) -> None:
+    """Fail before any work when the output can't be written: it exists (without --force), it
+    is a folder where a file goes or the reverse (never replaced, even with --force), or its
+    parent is a file."""
+    parent = next((p for p in destination.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"{parent} is a file, so {destination} cannot be written")
+    if not destination.exists():
+        return
+    if destination.is_dir() != directory:
+        have, want = ("a folder", "a file") if destination.is_dir() else ("a file", "a folder")
+        raise UsageError(f"{destination} is {have}, but this output is {want}; choose another path")
+    if not force:
         raise UsageError(f"{destination} exists; use --force to overwrite it")
+
+
+# Options every source or the check reads; the rest must be read by an edge on the route.
+GENERAL_OPTIONS = {"seed", "safe_mode", "signature"}
+
+
+def check_options(options: Mapping[str, Any], routes: Mapping[str, Route]) -> None:
+    """An option no conversion on any route reads is a mistake (--quantize with --to onnx)."""
+    used = {key for route in routes.values() for hop in route.hops for key in hop.options}
+    for key, value in options.items():
+        if key in GENERAL_OPTIONS or key in used or value is None or value is False:
+            continue
+        routes_text = " and ".join(str(r) for r in routes.values())
+        raise UsageError(f"option {key!r} is not used by any conversion on the route {routes_text}")
 
 
 def outputs_in(directory: str | os.PathLike, stem: str, formats: Sequence[Format]) -> dict[str, Path]:
@@ -229,21 +241,22 @@ def run_many(
         registry.format(name)
     src_format = registry.format(source) if source else None
     destinations = {t: Path(outputs[t]) if outputs.get(t) is not None else None for t in targets}
-    for dest in destinations.values():
+    for target, dest in destinations.items():
         if dest is not None:
-            check_destination(dest, force)
+            check_destination(dest, force, registry.format(target).directory)
     if keep_intermediates is not None:
         Path(keep_intermediates).mkdir(parents=True, exist_ok=True)
     options = {"seed": seed, **(options or {})}  # e.g. generated calibration data follows the run's seed
 
-    # Plan before the expensive read, so a pair with no route at all fails in milliseconds.
+    # Plan before the expensive read, so a pair with no route, or an option no hop reads, fails in
+    # milliseconds (planned again below with the model's facts).
     if src_format is not None:
-        for name in targets:
-            registry.graph.best(src_format.name, name)
+        check_options(options, {t: registry.graph.best(src_format.name, t) for t in targets})
     progress(f"reading {describe(model)}")
     source_artifact = read_source(registry, model, src_format, options)
     forced = dict(routes or {})
     routes = {t: forced.get(t) or registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}
+    check_options(options, routes)
     for route in routes.values():
         progress(f"route: {route}")
 
@@ -272,17 +285,21 @@ def run_many(
                 result.error = failed_hop
             elif check:
                 # An intermediate no runtime could check is tolerated; an unchecked final artifact is not.
-                failed = [p for p in result.parity if p.checked and not p.passed]
-                if result.parity and not result.parity[-1].checked:
-                    failed.append(result.parity[-1])
-                result.error = "; ".join(_blame(p) for p in failed)
-            final = built.get(prefixes[-1])
+                blame = [
+                    _blame(entry, result.parity[i - 1] if i else None)
+                    for i, entry in enumerate(result.parity)
+                    if (entry.checked and not entry.passed) or (not entry.checked and i == len(result.parity) - 1)
+                ]
+                result.error = "; ".join(blame)
+            results.append(result)
+        # Published only once every result is decided, so a failure never leaves some outputs behind.
+        for result, (target, route) in zip(results, routes.items()):
+            final = built.get(_prefix(route.hops))
             dest = destinations[target]
             if final is not None and dest is not None and (result.ok or keep_failed):
                 publish(final.path, dest, force)
                 result.output = dest
                 result.artifacts[-1].path = dest
-            results.append(result)
         if keep_intermediates is not None:
             _keep(built, records, routes, Path(keep_intermediates))
     finally:
@@ -297,12 +314,14 @@ def _prefix(hops: Sequence[Conversion]) -> tuple[str, ...]:
     return tuple(h.name for h in hops)
 
 
-def _blame(entry: parity.ParityEntry) -> str:
-    """Say which output failed and, when a hop before it was fine, which hop added the error."""
+def _blame(entry: parity.ParityEntry, before: parity.ParityEntry | None) -> str:
+    """Say which output failed and, when the hop before it still matched the source, which hop
+    added the error."""
     if not entry.checked:
         return f"{entry.format}: {entry.reason}"
     where = f"{entry.format}"
-    if entry.previous and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
+    added_here = before is None or (before.checked and before.passed)
+    if entry.previous and added_here and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
         where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
     return f"{where}: {entry.reason}"
 
@@ -312,6 +331,7 @@ def _convert_all(routes, source_artifact, workdir, options, registry, progress):
     built: dict[tuple[str, ...], Artifact] = {(): source_artifact}
     records: dict[tuple[str, ...], ArtifactRecord] = {}
     errors: dict[tuple[str, ...], str] = {}
+    hop_number = 0  # each hop writes to a path of its own, even after another hop failed
     for route in routes.values():
         for i, edge in enumerate(route.hops):
             prefix = _prefix(route.hops[: i + 1])
@@ -320,7 +340,8 @@ def _convert_all(routes, source_artifact, workdir, options, registry, progress):
             if prefix in errors:
                 break
             fmt = registry.formats[edge.target]
-            dest = workdir / f"{len(built)}-{edge.target}{fmt.suffix}"
+            hop_number += 1
+            dest = workdir / f"{hop_number}-{edge.target}{fmt.suffix}"
             progress(f"converting {edge.source} → {edge.target} ({edge.plugin})")
             t0 = time.perf_counter()
             previous = built[prefix[:-1]]
@@ -340,7 +361,7 @@ def _convert_all(routes, source_artifact, workdir, options, registry, progress):
                 if log.text.strip():
                     progress("converter output:\n" + log.tail())
                 break
-            built[prefix] = Artifact(edge.target, dest, facts={**previous.facts, **new_facts})
+            built[prefix] = Artifact(edge.target, dest, facts={**previous.facts, **edge.produces, **new_facts})
             records[prefix] = ArtifactRecord(
                 edge.target, None, size_of(dest), edge.plugin, edge.name, time.perf_counter() - t0, new_facts
             )
@@ -428,7 +449,7 @@ def describe(model: Any) -> str:
 def _raise_for(result: ConversionResult) -> None:
     if result.ok:
         return
-    if result.parity and any(p.checked and not p.passed for p in result.parity):
+    if result.parity:  # a drifted artifact, or a final artifact no runtime here could check
         raise ParityError(result.error, result)
     error = ConversionError(result.error)
     error.result = result
@@ -443,7 +464,8 @@ def convert(
     `to` may be a list of formats: then `output` is a directory, each target is written there as
     <name><suffix>, shared hops run once, and a list of results is returned.
     Without `output`, results go to a new temporary directory (see `result.output`).
-    Raises ConversionError or ParityError (with `.result`) when a hop or the check fails.
+    Raises ConversionError (a converter failed) or ParityError (an artifact drifted, or the final
+    one could not be checked), each with `.result`.
     """
     registry = kwargs.get("registry") or default_registry()
     many = not isinstance(to, str)
@@ -481,8 +503,8 @@ class CheckResult:
     def to_json(self) -> dict:
         return {
             "ok": self.ok,
-            "reference": {"format": self.reference.format, "path": str(self.reference.path)},
-            "candidates": [{"format": c.format, "path": str(c.path)} for c in self.candidates],
+            "reference": {"format": self.reference.format, "path": str(self.reference.path) if self.reference.path else None},
+            "candidates": [{"format": c.format, "path": str(c.path) if c.path else None} for c in self.candidates],
             "parity": [p.to_json() for p in self.parity],
             "seed": self.seed,
             "inputs": self.inputs,

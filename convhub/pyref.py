@@ -7,6 +7,7 @@ NAME may be an object or a zero-argument function returning one.
 from __future__ import annotations
 
 import importlib
+import inspect
 import importlib.util
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def load(reference: str) -> Any:
         obj = getattr(module, name)
     except AttributeError:
         raise InputError(f"{module_part} has no attribute {name!r}") from None
-    if callable(obj) and not isinstance(obj, type) and _takes_no_arguments(obj):
+    # Only plain functions are called: a model object is callable too, and must be returned as is.
+    if (inspect.isfunction(obj) or inspect.ismethod(obj)) and _takes_no_arguments(obj):
         try:
             obj = obj()
         except Exception as exc:  # noqa: BLE001 - the user's code failed
@@ -40,8 +42,6 @@ def load(reference: str) -> Any:
 
 
 def _takes_no_arguments(fn: Any) -> bool:
-    import inspect
-
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):

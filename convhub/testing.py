@@ -24,7 +24,8 @@ from typing import Any, Callable
 import pytest
 
 from convhub.graph import Route, missing_modules
-from convhub.pipeline import ConversionResult, jsonable, run_many
+from convhub.jsonout import jsonable
+from convhub.pipeline import ConversionResult, run_many
 from convhub.plugins import Registry, build_registry
 
 
@@ -36,7 +37,9 @@ def convhub_registry() -> Registry:
 @pytest.fixture
 def convhub_register() -> Callable[..., Registry]:
     def register(*plugins: object, **named: object) -> Registry:
-        pairs = [(type(p).__name__.lower(), p) for p in plugins] + list(named.items())
+        """register(plugin, ...) names each after its module or class; register(name=plugin) names it."""
+        pairs = [(getattr(p, "__name__", None) or type(p).__name__.lower(), p) for p in plugins]
+        pairs += list(named.items())
         return build_registry(pairs)
 
     return register
@@ -121,11 +124,14 @@ def assert_conversion_contract(
         registry=registry, routes={edge.target: Route(edge.source, (edge,))},
     )
     assert [a.conversion for a in result.artifacts] == [conversion], result.error
-    assert result.ok, f"{conversion}: {result.error}"
-    assert output.exists(), f"{conversion} reported success but nothing is at {output}"
-    assert (output.is_dir() == fmt.directory), f"format {fmt.name!r} says directory={fmt.directory}, got {output}"
-    json.dumps(jsonable(result.artifacts[0].facts))  # facts must survive --json
     (entry,) = result.parity
     assert entry.checked, f"{edge.target} artifacts cannot be run: give the format a runner ({entry.reason})"
+    assert result.ok, f"{conversion}: {result.error}"
     assert entry.passed and entry.outputs, entry.reason
+    assert output.exists(), f"{conversion} reported success but nothing is at {output}"
+    assert (output.is_dir() == fmt.directory), f"format {fmt.name!r} says directory={fmt.directory}, got {output}"
+    try:  # facts must survive --json as they are, not as str() of some object
+        json.dumps(jsonable(result.artifacts[0].facts, strict=True), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{conversion} returned facts that are not JSON: {exc}") from None
     return result

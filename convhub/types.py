@@ -106,6 +106,8 @@ class Conversion:
     produces: facts known to hold for every artifact this edge writes (e.g. the SavedModel from
               a native JAX export holds XlaCallModule ops); the router passes them to the edges
               after this one, so a route is planned whole before anything runs.
+    options:  the option keys this edge reads (e.g. "quantize"); an option the user gives that no
+              edge on the route reads is an error, not silently ignored.
     """
 
     source: str
@@ -116,6 +118,7 @@ class Conversion:
     lossy: bool = False
     refuse: Callable[[Mapping[str, Any]], str | None] | None = None
     produces: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
     description: str = ""
     name: str = ""
     plugin: str = ""
@@ -123,6 +126,7 @@ class Conversion:
     def __post_init__(self) -> None:
         _check_name("format", self.source)
         _check_name("format", self.target)
+        object.__setattr__(self, "options", tuple(self.options))
         if self.source == self.target:
             raise ValueError(f"conversion {self.source}->{self.target} goes nowhere")
         if self.cost <= 0:

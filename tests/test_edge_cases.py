@@ -1,0 +1,97 @@
+"""Edge cases of the core: options no hop reads, outputs of the wrong kind, non-finite values,
+references to model objects, JSON on every failure. None of these needs a framework."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from convhub import cli, pyref
+from convhub.parity import Tolerance, compare_output
+from convhub.plugins import default_registry
+from conftest import run_cli
+
+
+def one_line_json_error(proc, code, needle):
+    assert proc.returncode == code, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["ok"] is False and payload["exit_code"] == code and needle in payload["error"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_json_is_printed_even_when_the_command_line_is_wrong():
+    one_line_json_error(run_cli("convert", "x.keras", "--to", "tflite", "--json"), 2, "required: -o/--output")
+
+
+def test_an_option_no_hop_reads_is_refused_before_any_work(tmp_path):
+    proc = run_cli("convert", "keras→onnx", "x.keras", "-o", tmp_path / "m.onnx", "--quantize", "int8", "--json")
+    one_line_json_error(proc, 2, "option 'quantize' is not used by any conversion on the route keras → savedmodel → onnx")
+    proc = run_cli("convert", "keras→tflite", "x.keras", "-o", tmp_path / "m.tflite", "--opset", "17", "--json")
+    one_line_json_error(proc, 2, "option 'opset' is not used")
+
+
+def test_an_output_of_the_other_kind_is_never_replaced(tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("data")
+    proc = run_cli("convert", "keras→tflite", "x.keras", "-o", folder, "--force", "--json")
+    one_line_json_error(proc, 2, "is a folder, but this output is a file")
+    assert (folder / "keep.txt").read_text() == "data"
+    a_file = tmp_path / "out"
+    a_file.write_text("not a folder")
+    proc = run_cli("convert", "x.keras", "--to", "tflite,onnx", "-o", a_file, "--json")
+    one_line_json_error(proc, 2, "is a file, so")
+
+
+def test_non_finite_values_must_match_exactly():
+    tol = Tolerance(1e-4, 1e-4)
+    ref = np.array([[1.0, np.nan, np.inf]])
+    assert compare_output("y", ref, ref.copy(), tol).passed  # NaN and inf where the source has them
+    for wrong in ([[1.0, 0.0, np.inf]], [[1.0, np.nan, -np.inf]], [[1.0, np.nan, 5.0]]):
+        diff = compare_output("y", ref, np.array(wrong), tol)
+        assert not diff.passed and "non-finite values (NaN/inf) differ" in diff.reason
+    diff = compare_output("y", np.array([1.0, 2.0]), np.array([1.0, np.nan]), tol)
+    assert not diff.passed
+
+
+def test_json_output_never_holds_nan_or_infinity():
+    from convhub.jsonout import dump_json
+
+    text = dump_json({"a": math.inf, "b": [math.nan, 1.5], "c": compare_output("y", np.ones(2), np.ones(3), Tolerance(0, 0))})
+    payload = json.loads(text)
+    assert payload["a"] is None and payload["b"] == [None, 1.5] and payload["c"]["max_abs_diff"] is None
+    assert "shape (3,)" in payload["c"]["reason"]
+
+
+def test_a_reference_to_a_model_object_is_not_called(tmp_path):
+    source = tmp_path / "refs.py"
+    source.write_text(
+        "class Model:\n    def __call__(self, *args, **kwargs):\n        raise AssertionError('called')\n"
+        "MODEL = Model()\n"
+        "def build():\n    return MODEL\n"
+    )
+    model = pyref.load(f"{source}:MODEL")
+    assert type(model).__name__ == "Model"
+    assert type(pyref.load(f"{source}:build")).__name__ == "Model"  # a function is called for its model
+
+
+def test_routes_name_hops_that_are_not_the_plain_edge():
+    graph = default_registry().graph
+    names = {str(r) for r in graph.routes("jax", "savedmodel")}
+    assert names == {"jax → savedmodel", "jax → savedmodel [jax->savedmodel-tf-ops]"}
+
+
+def test_route_json_says_when_there_is_no_route(capsys):
+    assert cli.main(["route", "tflite→keras", "--explain", "--json"]) == 2
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["ok"] is False and payload["routes"] == [] and "no usable route" in payload["error"]
+
+
+def test_explain_lists_each_unusable_route_with_its_blocking_hop(capsys):
+    assert cli.main(["route", "jax→tfjs", "--all", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["routes"][0]["hops"][0]["conversion"] == "jax->savedmodel-tf-ops"
+    (unusable,) = payload["unusable"]
+    assert unusable["hops"] == ["jax->savedmodel", "savedmodel->tfjs"]
+    assert "savedmodel → tfjs (tfjs) refuses this model" in unusable["reason"]
