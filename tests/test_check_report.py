@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import convhub
-from convhub import cli, hookimpl, pipeline, report
+from convhub import cli, hookimpl, parity, pipeline, report
 from convhub.plugins import Registry, plugin_manager
 from convhub.types import Conversion, Format
 from conftest import build_cnn
@@ -41,9 +41,26 @@ def test_check_compares_without_converting(artifacts, capsys):
     assert not drifted["passed"] and drifted["max_abs_diff"] > 1e-3
     out = drifted["outputs"][0]
     assert out["name"] == "output_0" and out["beyond_fraction"] > 0.5 and 0.9 < out["cosine"] < 1.0
-    assert out["needed_atol"] >= out["max_abs_diff"] - 1e-4 * 10  # an atol this size would have passed
     assert set(out) >= {"max_abs_diff", "max_rel_diff", "mean_abs_diff", "beyond_fraction", "cosine", "top1_agreement"}
     assert "drifted.tflite" in report_json["error"] and "output 'output_0'" in report_json["error"]
+
+
+def test_the_reported_needed_atol_is_the_smallest_that_passes(artifacts):
+    """Rerun what `check` ran (seed 0): the reported atol passes the drifted outputs, 10% less fails."""
+    from convhub_tensorflow.saved_model import Session as SavedModelSession
+    from convhub_tflite.tflite import Session as TFLiteSession
+
+    result = pipeline.check(artifacts / "sm", [artifacts / "drifted.tflite"])
+    (entry,) = result.parity
+    (reported,) = entry.outputs
+    reference = SavedModelSession(result.reference)
+    feeds = parity.make_inputs(reference.inputs, result.seed)
+    ref = reference.run(feeds)["output_0"]
+    cand = TFLiteSession(result.candidates[0]).run(feeds)["output_0"]
+    rtol = entry.tolerance.rtol
+    assert not parity.compare_output("output_0", ref, cand, entry.tolerance).passed
+    assert parity.compare_output("output_0", ref, cand, parity.Tolerance(reported.needed_atol, rtol)).passed
+    assert not parity.compare_output("output_0", ref, cand, parity.Tolerance(reported.needed_atol * 0.9, rtol)).passed
 
 
 def test_user_inputs_from_npz_are_used_and_reported(artifacts, tmp_path):

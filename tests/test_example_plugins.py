@@ -37,11 +37,15 @@ WARNING = "convhub: warning: plugin 'broken' failed to load and is skipped: Impo
 
 
 def test_a_broken_plugin_does_not_stop_help_or_listings(site):
-    for args in (["--help"], ["formats"]):
+    # --help loads no plugin at all, so it has nothing to warn about.
+    help_ = run(site, CONVHUB, "--help")
+    assert help_.returncode == 0 and help_.stdout.startswith("usage: convhub") and help_.stderr == ""
+    # Each listing loads the plugins: it warns once about the broken one and lists the working ones.
+    for args in (["formats"], ["plugins"], ["route", "keras→tflm"]):
         proc = run(site, CONVHUB, *args)
         assert proc.returncode == 0, proc.stderr
-    assert WARNING in proc.stderr and proc.stderr.count("warning") == 1
-    assert "tflm" in proc.stdout
+        assert WARNING in proc.stderr and proc.stderr.count("warning") == 1, (args, proc.stderr)
+        assert "tflm" in proc.stdout, args
     strict = run(site, "env", "CONVHUB_STRICT_PLUGINS=1", CONVHUB, "formats")
     assert strict.returncode == 1 and "plugin 'broken' failed to load" in strict.stderr
     assert run(site, CONVHUB, "--disable-plugin", "broken", "formats").stderr == ""

@@ -104,6 +104,7 @@ def test_savedmodel_directory_with_an_opset_option_and_reading_the_onnx_back(tmp
     assert source.format == "onnx"
     assert source.facts["inputs"] == [TensorSpec("image", (None, 12, 12, 2), "float32")]
     assert source.facts["outputs"] == ["output_0"] and source.facts["opset"] == 15
+    assert source.facts["precision"] == "float32"  # what `convhub check` judges it by
 
 
 def test_tflite_to_onnx_keeps_the_signature_names_and_the_precision_fact(tmp_path):
@@ -122,6 +123,54 @@ def test_tflite_to_onnx_keeps_the_signature_names_and_the_precision_fact(tmp_pat
     facts = {"precision": "float16", "signature": "serving_default"}
     written = edge("tflite->onnx").convert(Artifact("tflite", tflite, facts=facts), tmp_path / "f.onnx", {"opset": 16})
     assert written == {"precision": "float16", "opset": 16} and io_of(tmp_path / "f.onnx")[2] == 16
+
+
+def test_eleven_outputs_keep_the_signature_order_not_tf2onnx_string_order(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(5)
+    x = keras.Input((3,), name="x")
+    model = keras.Model(x, [keras.layers.Dense(1)(x) for _ in range(11)])
+    out = tmp_path / "heads.onnx"
+    result = convhub.convert(model, to="onnx", output=out)
+    assert_parity_passed(result, ["savedmodel", "onnx"])
+    names = [f"output_{i}" for i in range(11)]
+    assert result.artifacts[0].facts["outputs"] == names  # reported by keras → savedmodel
+    assert [name for name, _ in io_of(out)[1]] == names  # not output_0, output_1, output_10, output_2...
+
+
+def test_the_precision_fact_of_an_onnx_file_read_from_disk(tmp_path):
+    """`convhub check` reads artifacts from disk: their precision picks the tolerance it applies."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from convhub_onnx.onnx_model import precision_of
+
+    registry = default_registry()
+    saved = tmp_path / "sm"
+    build_cnn(seed=6).export(str(saved), verbose=False)
+    for mode, precision in [("dynamic", "dynamic-range"), ("int8", "int8"), ("float16", "float16")]:
+        tflite = convhub.convert(saved, to="tflite", output=tmp_path / f"{mode}.tflite", options={"quantize": mode}).output
+        onnx_file = convhub.convert(tflite, to="onnx", output=tmp_path / f"{mode}.onnx").output
+        assert pipeline.read_source(registry, onnx_file).facts["precision"] == precision, mode
+    # onnxruntime's dynamic quantization (DynamicQuantizeLinear, MatMulInteger) of a float model.
+    float_onnx = convhub.convert(saved, to="onnx", output=tmp_path / "float.onnx").output
+    assert pipeline.read_source(registry, float_onnx).facts["precision"] == "float32"
+    quantize_dynamic(str(float_onnx), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8)
+    assert pipeline.read_source(registry, tmp_path / "q.onnx").facts["precision"] == "dynamic-range"
+
+    # float16 initializers, and float32 weights with few distinct values (ones), which prove nothing.
+    def matmul_model(weights):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])
+        init = numpy_helper.from_array(weights, "w")
+        nodes = [helper.make_node("Cast", ["w"], ["w32"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["x", "w32"], ["y"])]
+        return helper.make_model(helper.make_graph(nodes, "m", [x], [y], [init]))
+
+    weights = np.random.default_rng(0).normal(size=(32, 32))
+    assert precision_of(matmul_model(weights.astype("float16"))) == "float16"
+    assert precision_of(matmul_model(weights.astype("float32"))) == "float32"
+    assert precision_of(matmul_model(np.ones((32, 32), "float32"))) == "float32"
 
 
 @pytest.mark.parametrize("opset", [99, 13, 19, "seventeen", True, 17.0])

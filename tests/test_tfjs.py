@@ -3,6 +3,7 @@
 The first run installs the npm packages of the runner into the per-user cache (`npm ci`, ~10 s).
 """
 
+import base64
 import json
 import os
 import shutil
@@ -20,7 +21,6 @@ from convhub.plugins import default_registry
 from convhub.types import Artifact, TensorSpec
 from convhub_tfjs import converter, graph_model, node
 from conftest import build_cnn
-
 
 
 def weight_bytes(model_dir: Path) -> int:
@@ -85,6 +85,7 @@ def test_keras_model_to_tfjs_with_parity_in_node(tmp_path):
 def test_saved_model_directory_to_tfjs(saved_model, float32_tfjs):
     result = float32_tfjs
     assert result.route.formats == ["savedmodel", "tfjs"]
+    assert pipeline.read_source(default_registry(), result.output).facts["precision"] == "float32"
     (entry,) = result.parity
     assert entry.checked and entry.passed and entry.max_abs_diff < 1e-4
     # The CNN's 9,772 float32 weights, and 6 constants of the graph (GELU's, Flatten's shape).
@@ -107,6 +108,8 @@ def test_quantized_weights_shrink_the_files_and_stay_within_tolerance(
     assert 1e-6 < entry.max_abs_diff < entry.tolerance.atol
     manifest = graph_model.load(out)["weightsManifest"][0]["weights"]
     assert {w["quantization"]["dtype"] for w in manifest if w["dtype"] == "float32"} == {quantize}
+    # Read back from disk (what `convhub check` does), the weights manifest tells the same precision.
+    assert pipeline.read_source(default_registry(), out).facts["precision"] == precision
     assert weight_bytes(out) * shrink == pytest.approx(weight_bytes(float32_tfjs.output), rel=0.01)
 
     # The precision fact is recorded on the artifact the hop wrote.
@@ -169,6 +172,16 @@ def test_without_node_the_artifact_is_reported_as_not_checked(saved_model, monke
     )
 
 
+def test_installing_ahead_without_node_is_one_line_and_a_failure(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path), "CONVHUB_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "convhub_tfjs.node", "install"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (
+        "convhub_tfjs: error: the tfjs-node runner needs Node.js 18+ with npm: 'node' is not on PATH (https://nodejs.org)\n"
+    )
+
+
 def test_two_processes_install_the_node_packages_once_from_the_shipped_lock(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "CONVHUB_CACHE": str(cache)}
@@ -191,3 +204,69 @@ def test_two_processes_install_the_node_packages_once_from_the_shipped_lock(tmp_
         assert sorted(p.name for p in cache.iterdir()) == [installed.name, f"{installed.name}.lock"]
     finally:
         shutil.rmtree(cache, ignore_errors=True)  # ~300 MB
+
+
+# --- graph rewrites and facts on hand-written model.json dicts (no converter, no Node.js) -----------
+
+
+def b64(*ops: str) -> list[str]:
+    return [base64.b64encode(op.encode()).decode() for op in ops]
+
+
+def fused(name: str, op: str, *fused_ops: str) -> dict:
+    return {"name": name, "op": op, "input": ["x", "w", "b"], "device": "/cpu:0",
+            "attr": {"T": {"type": "DT_FLOAT"}, "fused_ops": {"list": {"s": b64(*fused_ops)}}}}
+
+
+def test_unfuse_activations_moves_tanh_out_and_keeps_the_names_readers_use():
+    model_json = {"modelTopology": {"node": [
+        {"name": "x", "op": "Placeholder"},
+        fused("dense/tanh", "_FusedMatMul", "BiasAdd", "Tanh"),
+        fused("dense/relu", "_FusedMatMul", "BiasAdd", "Relu"),  # TF.js's CPU backend runs this fused
+        fused("conv/tanh", "FusedDepthwiseConv2dNative", "BiasAdd", "Tanh"),
+        {"name": "y", "op": "Identity", "input": ["dense/tanh"]},
+    ]}}
+    assert graph_model.unfuse_activations(model_json) == 2
+    nodes = {n["name"]: n for n in model_json["modelTopology"]["node"]}
+    assert list(nodes) == ["x", "dense/tanh/convhub_unfused", "dense/tanh", "dense/relu",
+                           "conv/tanh/convhub_unfused", "conv/tanh", "y"]
+    for name, op in [("dense/tanh", "_FusedMatMul"), ("conv/tanh", "FusedDepthwiseConv2dNative")]:
+        inner = nodes[f"{name}/convhub_unfused"]
+        assert inner["op"] == op and inner["input"] == ["x", "w", "b"] and inner["device"] == "/cpu:0"
+        assert inner["attr"]["fused_ops"]["list"]["s"] == b64("BiasAdd")
+        assert nodes[name] == {"name": name, "op": "Tanh", "input": [f"{name}/convhub_unfused"],
+                               "attr": {"T": {"type": "DT_FLOAT"}}, "device": "/cpu:0"}
+    assert nodes["dense/relu"]["attr"]["fused_ops"]["list"]["s"] == b64("BiasAdd", "Relu")
+    assert nodes["y"]["input"] == ["dense/tanh"]  # reads the Tanh now, under the same name
+    assert graph_model.unfuse_activations(model_json) == 0  # nothing left to move
+
+
+def test_rewrite_erfc_uses_erf_and_keeps_the_node_name_and_control_inputs():
+    attr = {"T": {"type": "DT_FLOAT"}}
+    model_json = {"modelTopology": {"node": [
+        {"name": "x", "op": "Placeholder", "input": []},
+        {"name": "gelu/Erfc", "op": "Erfc", "input": ["gelu/mul", "^init"], "attr": attr},
+        {"name": "gelu/mul_1", "op": "Mul", "input": ["x", "gelu/Erfc"]},
+    ]}}
+    assert graph_model.rewrite_erfc(model_json) == 1
+    nodes = model_json["modelTopology"]["node"]
+    assert [(n["name"], n["op"], n["input"]) for n in nodes] == [
+        ("x", "Placeholder", []),
+        ("gelu/Erfc/convhub_ones", "OnesLike", ["gelu/mul"]),
+        ("gelu/Erfc/convhub_erf", "Erf", ["gelu/mul"]),
+        ("gelu/Erfc", "Sub", ["gelu/Erfc/convhub_ones", "gelu/Erfc/convhub_erf", "^init"]),
+        ("gelu/mul_1", "Mul", ["x", "gelu/Erfc"]),
+    ]
+    assert all(n["attr"] == attr for n in nodes[1:4]) and "Erfc" not in graph_model.ops_of(model_json)
+    assert graph_model.rewrite_erfc(model_json) == 0
+
+
+@pytest.mark.parametrize("dtypes, precision", [
+    ((), "float32"), (("float16",), "float16"), (("uint16",), "uint16-weights"), (("uint8",), "uint8-weights"),
+    (("uint16", "uint8"), "uint8-weights"),  # the coarsest weights decide the tolerance
+])
+def test_the_precision_fact_comes_from_the_weights_manifest(dtypes, precision):
+    weights = [{"name": "plain", "shape": [2], "dtype": "int32"}]
+    weights += [{"name": f"w{i}", "shape": [4], "dtype": "float32", "quantization": {"dtype": d}}
+                for i, d in enumerate(dtypes)]
+    assert graph_model.precision_of({"weightsManifest": [{"paths": ["a.bin"], "weights": weights}]}) == precision

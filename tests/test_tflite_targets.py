@@ -7,7 +7,10 @@ import pytest
 
 import convhub
 from convhub import cli, pipeline
-from convhub.errors import UsageError
+from convhub.errors import InputError, UsageError
+from convhub.plugins import default_registry
+from convhub.types import Artifact, TensorSpec
+from convhub_tflite import tflite
 from conftest import build_cnn
 
 
@@ -30,6 +33,8 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
         assert final.max_abs_diff > 1e-6
     if mode == "int8":
         assert "generated: 64 samples from the input spec" in result.artifacts[-1].facts["representative_dataset"]
+    # Read back from disk (what `convhub check` does), the file tells the same precision.
+    assert tflite.precision_of((tmp_path / "m.tflite").read_bytes()) == precision
 
 
 def test_int8_io_and_user_calibration_data(tmp_path, cnn):
@@ -105,3 +110,86 @@ def test_intermediates_are_kept_on_request(tmp_path, cnn):
     (kept,) = keep.iterdir()
     assert kept.name == "1-savedmodel" and (kept / "saved_model.pb").exists()
     assert result.artifacts[0].path == kept
+
+
+def saved_module(path, module, **signatures):
+    import tensorflow as tf
+
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return path
+
+
+def test_a_float_model_with_uint8_inputs_reads_back_as_float32(tmp_path):
+    """uint8 pixels cast to float are data, not quantization: the precision is read from scales."""
+    import tensorflow as tf
+
+    class Pixels(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.stateless_normal((6, 3), seed=(1, 2)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.uint8, name="pixels")])
+        def serve(self, pixels):
+            return {"scores": tf.matmul(tf.cast(pixels, tf.float32) / 255.0, self.w)}
+
+    module = Pixels()
+    sm = saved_module(tmp_path / "sm", module, serving_default=module.serve)
+    result = convhub.convert(sm, to="tflite", output=tmp_path / "pixels.tflite")
+    assert result.parity[-1].passed
+    session = tflite.Session(result.artifacts[-1])
+    assert session.inputs[0].dtype == "uint8"  # the file really has a uint8 input tensor
+    source = pipeline.read_source(default_registry(), tmp_path / "pixels.tflite")
+    assert source.facts["precision"] == "float32"
+
+
+def test_calibration_data_fits_a_model_with_a_fixed_batch_of_one(tmp_path):
+    """The .npz's first axis counts samples; a model taking (1, 8) is calibrated one sample at a time."""
+    import tensorflow as tf
+
+    class FixedBatch(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.stateless_normal((8, 4), seed=(3, 4)))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.nn.relu(tf.matmul(x, self.w))}
+
+    module = FixedBatch()
+    sm = saved_module(tmp_path / "sm", module, serving_default=module.serve)
+    data = tmp_path / "calibration.npz"
+    np.savez(data, x=np.random.default_rng(2).uniform(-1, 1, size=(16, 8)).astype("float32"))
+    result = convhub.convert(sm, to="tflite", output=tmp_path / "m.tflite",
+                             options={"quantize": "int8", "representative_data": str(data)})
+    assert result.artifacts[-1].facts["representative_dataset"] == f"16 samples from {data}"
+    assert result.parity[-1].passed
+    assert pipeline.read_source(default_registry(), tmp_path / "m.tflite").facts["precision"] == "int8"
+    # The samples' own shape is still checked.
+    np.savez(data, x=np.zeros((16, 5), "float32"))
+    with pytest.raises(InputError, match=r"input 'x' has shape \(16, 5\), the model takes \(None, 8\)"):
+        tflite.representative_samples({"representative_data": str(data)}, [TensorSpec("x", (1, 8), "float32")])
+
+
+def test_a_signature_asked_for_by_name_must_exist(tmp_path):
+    import tensorflow as tf
+
+    class TwoSignatures(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def double(self, x):
+            return {"y": 2 * x}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def negate(self, x):
+            return {"y": -x}
+
+    module = TwoSignatures()
+    sm = saved_module(tmp_path / "sm", module, serving_default=module.double, negate=module.negate)
+    convhub.convert(sm, to="tflite", output=tmp_path / "m.tflite")
+    registry = default_registry()
+    with pytest.raises(InputError, match=r"has no signature 'halve' \(available: negate, serving_default\)"):
+        pipeline.read_source(registry, tmp_path / "m.tflite", options={"signature": "halve"})
+    asked = pipeline.read_source(registry, tmp_path / "m.tflite", options={"signature": "negate"})
+    assert asked.facts["signature"] == "negate"
+    assert tflite.Session(asked).run({"x": np.ones((1, 3), "float32")})["y"].tolist() == [[-1, -1, -1]]
+    # A signature fact inherited from an earlier hop is not a request: the file's first runs
+    # (TFLite orders signatures by name).
+    inherited = tflite.Session(Artifact("tflite", tmp_path / "m.tflite", facts={"signature": "predict"}))
+    assert inherited.signature == "negate"

@@ -25,13 +25,10 @@ class Session:
     """onnxruntime on the CPU; quantized ops (DynamicQuantizeLinear, MatMulInteger...) are standard ONNX."""
 
     def __init__(self, artifact: Artifact):
-        import onnxruntime as ort
-
         from convhub_onnx.onnx_model import Session as OnnxSession
 
         self._session = OnnxSession(Artifact("onnx", artifact.path, facts=artifact.facts))
         self.inputs, self.outputs = self._session.inputs, self._session.outputs
-        self.providers = ort.get_available_providers()
 
     def run(self, feeds):
         return self._session.run(feeds)
@@ -45,6 +42,7 @@ def convhub_formats():
 @hookimpl
 def convhub_conversions():
     return [Conversion("onnx", "onnx-int8", convert=quantize, requires=("onnxruntime",), cost=0.5, lossy=True,
+                       options=("onnx_int8_per_channel",),
                        description="onnxruntime.quantization.quantize_dynamic (int8 weights)")]
 
 

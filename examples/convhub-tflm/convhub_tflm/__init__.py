@@ -102,7 +102,8 @@ def convhub_formats():
 
 @hookimpl
 def convhub_conversions():
-    return [Conversion("tflite", "tflm", convert=to_c, cost=0.1, description="byte array for TFLM (16-byte aligned)")]
+    return [Conversion("tflite", "tflm", convert=to_c, cost=0.1, options=("tflm_array_name",),
+                       description="byte array for TFLM (16-byte aligned)")]
 
 
 @hookimpl

@@ -9,13 +9,13 @@ XlaCallModule ops), Orbax's default.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
+from convhub_tensorflow import frameworks
 
 from convhub_jax.sources import JaxFunction, OrbaxExport, class_from, is_flax_linen_module
 
@@ -23,13 +23,6 @@ DEFAULT_SIGNATURE = "serving_default"
 BATCH_SYMBOL = "batch"
 
 EXPECTED = "convhub_jax.JaxFunction, convhub_jax.OrbaxExport or an orbax.export.ExportManager"
-
-
-def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow
-
-    return tensorflow
 
 
 def detect(thing: Any) -> bool:
@@ -123,7 +116,7 @@ def _module_of_function(source: JaxFunction, native: bool = True):
     native=False lowers to plain TF ops instead of StableHLO (jax2tf's graph mode), which
     converters without XlaCallModule support (tensorflowjs) can take.
     """
-    tf = _tf()
+    tf = frameworks.tensorflow()
     import jax
     from orbax.export import JaxModule, ServingConfig
 
@@ -245,7 +238,7 @@ def _describe(manager, module, configs, wanted: str | None) -> Exportable:
     """Trace every serving signature once, for its exact input and output names (save reuses the trace)."""
     import numpy as np
 
-    tf = _tf()
+    tf = frameworks.tensorflow()
     config_of = {key: sc for sc in configs for key in sc.get_signature_keys()}
     signatures: dict[str, Signature] = {}
     for key, fn in manager.serving_signatures.items():
@@ -277,10 +270,16 @@ def to_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, 
     exportable.manager.save(str(destination))
     # Checked rather than assumed: the routes after this hop are planned on it.
     holds_xla = b"XlaCallModule" in (destination / "saved_model.pb").read_bytes()
+    return {"xla_call_module": holds_xla, **_signature_facts(exportable)}
+
+
+def _signature_facts(exportable: Exportable) -> dict:
+    """The checked signature, every signature, and the checked one's outputs in signature order
+    (the converters after this hop keep that order: tf2onnx alone would sort the names as strings)."""
     return {
-        "xla_call_module": holds_xla,
         "signature": exportable.signature,
         "signatures": list(exportable.signatures),
+        "outputs": list(exportable.signatures[exportable.signature].outputs),
     }
 
 
@@ -305,7 +304,7 @@ def to_tf_ops_saved_model(artifact: Artifact, destination: Path, options: Mappin
     holds_xla = b"XlaCallModule" in (destination / "saved_model.pb").read_bytes()
     if holds_xla:
         raise RuntimeError("the non-native export still holds XlaCallModule ops")
-    return {"xla_call_module": False, "signature": exportable.signature, "signatures": list(exportable.signatures)}
+    return {"xla_call_module": False, **_signature_facts(exportable)}
 
 
 class Session:
@@ -336,7 +335,7 @@ class Session:
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        tf = _tf()
+        tf = frameworks.tensorflow()
         leaves = [np.asarray(feeds[spec.name]) for spec in self.inputs]
         args = tf.nest.pack_sequence_as(self._signature.args, leaves)
         result = self._infer(*args)

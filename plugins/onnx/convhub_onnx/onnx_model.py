@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
+
+from convhub_onnx import validate
 
 # The first bytes of a serialized ModelProto: field 1 (ir_version, a small varint), then the
 # tag of one of the fields that follow it in field order (producer_name ... opset_import).
@@ -42,6 +45,61 @@ def default_opset(model) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+# Ops that quantize activations on the fly from float (onnxruntime's quantize_dynamic writes these)...
+DYNAMIC_QUANTIZED_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"}
+INT8_TYPES = {"INT8", "UINT8"}
+
+
+def _static_quantized(op_type: str) -> bool:
+    """An op of activations quantized with fixed scales: QuantizeLinear (QDQ format, what tf2onnx
+    writes from an int8 .tflite) or a QLinear* op (onnxruntime's QOperator format)."""
+    return op_type == "QuantizeLinear" or op_type.startswith("QLinear")
+
+
+def precision_of(model) -> str:
+    """What an ONNX model computes in, for the parity tolerance, judged from its ops and initializers:
+
+    - "dynamic-range": activations quantized at run time (DynamicQuantizeLinear, MatMulInteger,
+      ConvInteger), or int8/uint8 weights dequantized (DequantizeLinear) into a float graph;
+    - "int8": activations quantized with fixed scales (QuantizeLinear, QLinear* ops);
+    - "float16": most float weights hold float16 values: float16 initializers, or float32 ones
+      whose values are all float16 numbers (tf2onnx widens a float16 .tflite's weights so);
+    - "float32" otherwise.
+    """
+    import onnx
+
+    graphs = list(validate._graphs(model.graph))
+    ops = {node.op_type for graph in graphs for node in graph.node}
+    sizes: dict[str, int] = {}
+    for init in (i for graph in graphs for i in graph.initializer):
+        name = onnx.TensorProto.DataType.Name(init.data_type)
+        if name == "FLOAT" and _float16_valued(init):
+            name = "FLOAT16"
+        sizes[name] = sizes.get(name, 0) + math.prod(init.dims)
+    if ops & DYNAMIC_QUANTIZED_OPS:
+        return "dynamic-range"
+    if any(_static_quantized(op) for op in ops):
+        return "int8"
+    if "DequantizeLinear" in ops and INT8_TYPES & set(sizes):
+        return "dynamic-range"
+    if sizes.get("FLOAT16", 0) > sizes.get("FLOAT", 0):
+        return "float16"
+    return "float32"
+
+
+def _float16_valued(init) -> bool:
+    """A float32 initializer holding float16 numbers only. Few distinct values (zeros, ones, a
+    batch norm's fresh statistics) prove nothing; weights stored outside the file are not read."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    if init.data_location == onnx.TensorProto.EXTERNAL:
+        return False
+    values = numpy_helper.to_array(init)
+    return bool(np.array_equal(values.astype(np.float16).astype(np.float32), values)) and len(np.unique(values)) >= 16
+
+
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     import onnx
 
@@ -64,6 +122,7 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         **input_facts(session.inputs),
         "outputs": list(session.outputs),
         "opset": default_opset(model),
+        "precision": precision_of(model),
     }
     return artifact
 

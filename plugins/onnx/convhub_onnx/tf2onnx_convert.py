@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import warnings
 from collections import Counter
@@ -12,6 +11,7 @@ from typing import Any, Mapping
 
 from convhub.errors import UsageError
 from convhub.types import Artifact
+from convhub_tensorflow import frameworks
 
 from convhub_onnx import validate
 
@@ -48,13 +48,6 @@ def opset_from(options: Mapping[str, Any]) -> int:
 
 def refuse_saved_model(facts: Mapping[str, Any]) -> str | None:
     return XLA_CALL_MODULE_REASON if facts.get("xla_call_module") else None
-
-
-def _tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow
-
-    return tensorflow
 
 
 # --- ops tf2onnx 1.17 has no handler for, but that plain ONNX ops express exactly -------------
@@ -185,7 +178,7 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
     """The SavedModel's checked signature → ONNX, the way `python -m tf2onnx.convert --saved-model` does it."""
     opset = opset_from(options)
     signature = artifact.facts.get("signature") or "serving_default"
-    tf = _tensorflow()
+    tf = frameworks.tensorflow()
     from tf2onnx import tf_loader
     from tf2onnx.convert import _convert_common
 
@@ -235,7 +228,7 @@ def _tflite_signature(path: Path, wanted: str | None) -> tuple[dict[str, str], l
 def from_tflite(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
     """A .tflite → ONNX with tf2onnx's TFLite front end (`tf2onnx.convert --tflite`)."""
     opset = opset_from(options)
-    tf = _tensorflow()
+    tf = frameworks.tensorflow()
     from tf2onnx.convert import from_tflite as tf2onnx_from_tflite
 
     renames, output_order = _tflite_signature(artifact.path, artifact.facts.get("signature"))

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
 
-from convhub_tensorflow import _tf
+from convhub_tensorflow import frameworks, saved_model
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -44,7 +44,7 @@ def _check_file(path: Path) -> None:
 
 
 def _load(path: Path, safe_mode: bool):
-    keras = _tf.keras()
+    keras = frameworks.keras()
     try:
         return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
     except ValueError as exc:
@@ -94,7 +94,9 @@ def facts_of(model) -> dict[str, Any]:
 def export_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
     model = artifact.model if artifact.model is not None else read(artifact.path, options).model
     model.export(str(destination), format="tf_saved_model", verbose=False)
-    return {"signature": "serving_default", "signatures": ["serving_default"]}
+    # The output order is needed downstream (tf2onnx sorts outputs as strings: output_10 before output_2).
+    outputs = saved_model.signature_outputs(destination, saved_model.DEFAULT_SIGNATURE)
+    return {"signature": saved_model.DEFAULT_SIGNATURE, "signatures": [saved_model.DEFAULT_SIGNATURE], "outputs": outputs}
 
 
 def _output_names(outputs) -> list[str]:

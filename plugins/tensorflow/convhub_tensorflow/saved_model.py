@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
 
-from convhub_tensorflow import _tf
+from convhub_tensorflow import frameworks
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -20,7 +20,7 @@ def detect(thing: Any) -> bool:
 
 
 def _signature(path: Path, name: str):
-    tf = _tf.tensorflow()
+    tf = frameworks.tensorflow()
     loaded = tf.saved_model.load(str(path))
     if name not in loaded.signatures:
         available = ", ".join(sorted(loaded.signatures)) or "none"
@@ -30,18 +30,36 @@ def _signature(path: Path, name: str):
 
 def _specs(fn) -> list[TensorSpec]:
     return [
-        TensorSpec(name, tuple(spec.shape.as_list()), _tf.numpy_dtype(spec.dtype))
+        TensorSpec(name, tuple(spec.shape.as_list()), frameworks.numpy_dtype(spec.dtype))
         for name, spec in fn.structured_input_signature[1].items()
     ]
 
 
-def _output_names(fn) -> list[str]:
-    # TF returns signature outputs in hash order; output_10 after output_9, like Keras numbered them.
+def natural_order(names) -> list[str]:
+    """Signature output names in the order convhub gives them: TF keeps them in a map (hash order),
+    so they are sorted, output_10 after output_9 as Keras numbered them."""
     def natural(name: str):
         stem, _, index = name.rpartition("_")
         return (stem, int(index)) if index.isdigit() else (name, -1)
 
-    return sorted(fn.structured_outputs, key=natural)
+    return sorted(names, key=natural)
+
+
+def _output_names(fn) -> list[str]:
+    return natural_order(fn.structured_outputs)
+
+
+def signature_outputs(path: Path, signature: str) -> list[str]:
+    """A signature's output names from saved_model.pb, in natural_order, without loading the model."""
+    frameworks.tensorflow()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    for meta_graph in saved.meta_graphs:
+        if signature in meta_graph.signature_def:
+            return natural_order(meta_graph.signature_def[signature].outputs)
+    raise InputError(f"{path} has no signature {signature!r}")
 
 
 def op_types(fn) -> set[str]:
@@ -81,6 +99,6 @@ class Session:
         self.outputs = _output_names(self._fn)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        tf = _tf.tensorflow()
+        tf = frameworks.tensorflow()
         result = self._fn(**{name: tf.constant(value) for name, value in feeds.items()})
         return {name: result[name].numpy() for name in self.outputs}

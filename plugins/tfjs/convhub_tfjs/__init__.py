@@ -34,6 +34,7 @@ def convhub_conversions():
             requires=("tensorflowjs", "tensorflow"),
             cost=3.0,
             refuse=converter.refuse,
+            options=("tfjs_quantize", "tfjs_shard_bytes"),
             description="tensorflowjs.converters.convert_tf_saved_model (options: tfjs_quantize, tfjs_shard_bytes)",
         )
     ]
@@ -48,6 +49,6 @@ def load_session(artifact):
 
 @hookimpl
 def convhub_runners():
-    # Node.js is not a Python module, so `requires` cannot say so: loading raises a one-line
-    # NodeRuntimeError when `node` or `npm` is missing.
+    # Node.js is not a Python module, so `requires` cannot say so: loading raises NodeMissing (a
+    # RuntimeMissing) when `node` or `npm` is missing, and the check reports the model not checked.
     return [Runner("tfjs", load=load_session, name="tfjs-node")]

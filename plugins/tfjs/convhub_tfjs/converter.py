@@ -10,12 +10,13 @@ from typing import Any, Mapping
 
 from convhub.errors import UsageError
 from convhub.types import Artifact
+from convhub_tensorflow import frameworks
 
 from convhub_tfjs import graph_model
 
 # tfjs_quantize → the "precision" fact of the written model. TF.js dequantizes the weights to
 # float32 when it loads them and computes in float32, so only the weights lose precision.
-PRECISION = {None: "float32", "float16": "float16", "uint8": "uint8-weights", "uint16": "uint16-weights"}
+PRECISION = {None: "float32", **graph_model.QUANTIZED_PRECISION}
 DEFAULT_SHARD_BYTES = 4 * 1024 * 1024  # the converter's own default
 
 XLA_CALL_MODULE_REASON = (
@@ -54,7 +55,7 @@ def supported_ops() -> set[str]:
 
 def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
     quantize, shard_bytes = parse_options(options)  # before the slow import, so a typo fails fast
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    frameworks.tensorflow()  # quietly, before tensorflowjs imports it
     # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython (not
     # installed) whenever sys.stdout is not the terminal: under pytest, redirect_stdout, a notebook.
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")

@@ -65,15 +65,27 @@ def signature_of(model_json: Mapping[str, Any], where: Path) -> tuple[list[Tenso
     return inputs, list(signature["outputs"])
 
 
+# The weights' quantization dtype (tfjs_quantize, and in the weights manifest) → the "precision"
+# fact. With several in one manifest the coarsest wins: the tolerance fits the worst weights.
+QUANTIZED_PRECISION = {"uint8": "uint8-weights", "float16": "float16", "uint16": "uint16-weights"}
+
+
+def precision_of(model_json: Mapping[str, Any]) -> str:
+    """What the weights were stored as (TF.js computes in float32 either way); "float32" if not quantized."""
+    found = {
+        (weight.get("quantization") or {}).get("dtype")
+        for group in model_json.get("weightsManifest", [])
+        for weight in group.get("weights", [])
+    }
+    return next((p for dtype, p in QUANTIZED_PRECISION.items() if dtype in found), "float32")
+
+
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     if not detect(thing):
         raise InputError(f"{thing} is not a TF.js graph model directory (model.json with format {GRAPH_MODEL!r})")
-    inputs, _ = signature_of(load(thing), thing)
-    return Artifact(
-        "tfjs",
-        path=thing,
-        facts=input_facts(inputs),
-    )
+    model_json = load(thing)
+    inputs, _ = signature_of(model_json, thing)
+    return Artifact("tfjs", path=thing, facts={**input_facts(inputs), "precision": precision_of(model_json)})
 
 
 def shard_files(path: Path) -> list[Path]:
@@ -122,9 +134,9 @@ def rewrite_erfc(model_json: dict) -> int:
 
 
 FUSED_OPS = {"_FusedMatMul", "FusedConv2D", "_FusedConv2D", "FusedDepthwiseConv2dNative"}
-# Activations TF.js's CPU backend runs inside a fused op; TF's optimizer fuses others too (Tanh).
-CPU_FUSED_ACTIVATIONS = {"Relu", "Relu6", "Elu", "LeakyRelu", "Prelu", "Sigmoid"}
-STANDALONE_ACTIVATIONS = {"Tanh"}  # activations that exist as ops of their own in TF.js
+# TF.js's CPU backend runs Relu, Relu6, Elu, LeakyRelu, Prelu and Sigmoid inside a fused op, but
+# TF's optimizer fuses others too. These it lacks there, and has as ops of their own:
+STANDALONE_ACTIVATIONS = {"Tanh"}
 
 
 def unfuse_activations(model_json: dict) -> int:
@@ -139,7 +151,7 @@ def unfuse_activations(model_json: dict) -> int:
         attr = node.get("attr", {})
         fused = [base64.b64decode(s).decode() for s in attr.get("fused_ops", {}).get("list", {}).get("s", [])]
         activation = fused[-1] if len(fused) > 1 else None
-        if node["op"] not in FUSED_OPS or activation in CPU_FUSED_ACTIVATIONS or activation not in STANDALONE_ACTIVATIONS:
+        if node["op"] not in FUSED_OPS or activation not in STANDALONE_ACTIVATIONS:
             rewritten.append(node)
             continue
         count += 1

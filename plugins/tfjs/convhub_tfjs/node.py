@@ -102,11 +102,16 @@ def ensure_installed() -> Path:
             for name in PACKAGE_FILES:
                 shutil.copy2(JS_DIR / name, scratch / name)
             # --ignore-scripts: no package needs an install script (core-js's only prints a banner).
-            proc = subprocess.run(
-                [npm, "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT,
-                env={**os.environ, "npm_config_update_notifier": "false"},
-            )
+            try:
+                proc = subprocess.run(
+                    [npm, "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
+                    cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT,
+                    env={**os.environ, "npm_config_update_notifier": "false"},
+                )
+            except subprocess.TimeoutExpired:  # no registry, or a very slow one: nothing to check with
+                raise NodeMissing(
+                    f"npm ci of @tensorflow/tfjs into {target} did not finish in {NPM_TIMEOUT} s"
+                ) from None
             if proc.returncode != 0:
                 lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
                 detail = lines[-1] if lines else f"exit code {proc.returncode}"
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _executable("node")
         print(ensure_installed())
-    except NodeRuntimeError as exc:
+    except (NodeMissing, NodeRuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"convhub_tfjs: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -33,6 +33,7 @@ def convhub_conversions():
             convert=tflite.from_saved_model,
             requires=("tensorflow",),
             cost=2.0,
+            options=("quantize", "int8_io", "representative_data", "select_tf_ops"),
             description="tf.lite.TFLiteConverter.from_saved_model",
         )
     ]

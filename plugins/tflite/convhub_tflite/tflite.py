@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from convhub.errors import InputError, UsageError
 from convhub.types import Artifact, TensorSpec, input_facts
+from convhub_tensorflow import frameworks
 
 FLATBUFFER_ID = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -23,7 +24,7 @@ def detect(thing: Any) -> bool:
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     if not (isinstance(thing, Path) and thing.is_file() and _is_flatbuffer(thing)):
         raise InputError(f"{thing} is not a TFLite flatbuffer")
-    session = Session(Artifact("tflite", path=thing, facts={"signature": options.get("signature")}))
+    session = Session(Artifact("tflite", path=thing), requested=options.get("signature"))
     flatbuffer = thing.read_bytes()
     return Artifact(
         "tflite",
@@ -38,25 +39,35 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
 
 
 def precision_of(flatbuffer: bytes) -> str:
-    """What a .tflite file computes in, read from its tensor types: int8 activations mean full
-    integer quantization, int8 weights with float activations dynamic-range, float16 weights float16."""
+    """What a .tflite file computes in, read from its quantized tensors (int8/uint8 with a scale):
+    quantized activations mean full integer quantization, quantized weights with float activations
+    dynamic-range, float16 weights float16. An int8/uint8 tensor without a scale is plain integer
+    data (a uint8 image input cast to float), which says nothing about the precision."""
     from ai_edge_litert import schema_py_generated as schema  # no TensorFlow import needed
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
     buffers = model.buffers or []
+    types = schema.TensorType
     constant, computed = set(), set()
     for subgraph in model.subgraphs or []:
         for tensor in subgraph.tensors or []:
             data = buffers[tensor.buffer].data if tensor.buffer < len(buffers) else None
-            (constant if data is not None and len(data) else computed).add(tensor.type)
-    types = schema.TensorType
+            is_constant = data is not None and len(data) > 0
+            if tensor.type in (types.INT8, types.UINT8) and not _has_scale(tensor):
+                continue
+            (constant if is_constant else computed).add(tensor.type)
     if types.INT8 in computed or types.UINT8 in computed:
         return "int8"
-    if types.INT8 in constant:
+    if types.INT8 in constant or types.UINT8 in constant:
         return "dynamic-range"
     if types.FLOAT16 in constant:
         return "float16"
     return "float32"
+
+
+def _has_scale(tensor) -> bool:
+    scales = tensor.quantization.scale if tensor.quantization is not None else None
+    return scales is not None and any(s != 0 for s in scales)
 
 
 QUANTIZE_MODES = ("float16", "dynamic", "int8")
@@ -76,14 +87,23 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec]) -> tuple[list[dict], str]:
     """Calibration samples for int8: the user's .npz (first axis = samples), or generated from the
-    input spec (uniform in [-1, 1), which only suits inputs of that range; the report says so)."""
+    input spec (uniform in [-1, 1), which only suits inputs of that range; the report says so).
+
+    Each sample is fed with the batch the model takes (its fixed leading dim, else 1), so only
+    the other dims are checked: an .npz of (N, 12, 12, 2) calibrates a model taking (1, 12, 12, 2).
+    """
     from convhub import parity
 
     path = options.get("representative_data")
     if path:
-        data = parity.load_inputs(path, specs)
-        count = min(len(v) for v in data.values())
-        samples = [{k: v[i : i + 1] for k, v in data.items()} for i in range(count)]
+        data = parity.load_inputs(path, [_samples_spec(s) for s in specs])
+        batches = {s.name: (s.shape[0] or 1) if s.shape else 1 for s in specs}
+        count = min(len(data[name]) // batch for name, batch in batches.items())
+        if count == 0:
+            raise InputError(f"{path} holds no calibration sample (the first axis counts them)")
+        samples = [
+            {name: data[name][i * batch : (i + 1) * batch] for name, batch in batches.items()} for i in range(count)
+        ]
         return samples, f"{count} samples from {path}"
     seed = int(options.get("seed", 0))
     samples = [parity.make_inputs(specs, seed + i, batch=1) for i in range(REPRESENTATIVE_SAMPLES)]
@@ -91,6 +111,11 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec]) 
         f"generated: {REPRESENTATIVE_SAMPLES} samples from the input spec (uniform in [-1, 1), seed {seed});"
         " pass real data with --representative-data for a calibration that fits your inputs"
     )
+
+
+def _samples_spec(spec: TensorSpec) -> TensorSpec:
+    """The spec of an .npz array of samples: any count along the first axis."""
+    return TensorSpec(spec.name, (None, *spec.shape[1:]), spec.dtype) if spec.shape else spec
 
 
 def flex_ops(flatbuffer: bytes) -> list[str]:
@@ -103,11 +128,8 @@ def flex_ops(flatbuffer: bytes) -> list[str]:
 
 
 def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
-    import os
-
     check_options(options)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    tf = frameworks.tensorflow()
 
     mode = options.get("quantize")
     signature = artifact.facts.get("signature", "serving_default")
@@ -157,12 +179,18 @@ class Session:
     dequantized with the model's own scales, so it compares with the float source like any other.
     """
 
-    def __init__(self, artifact: Artifact):
+    def __init__(self, artifact: Artifact, requested: str | None = None):
+        """requested: a signature the user named, which must exist. Otherwise the artifact's
+        "signature" fact is run when the file has it, else the first: a fact inherited from an
+        earlier hop (a SavedModel's "serving_default") need not name a signature of this file."""
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_path=str(artifact.path))
         signatures = self.signatures = self._interpreter.get_signature_list()
-        wanted = artifact.facts.get("signature")
+        if requested and requested not in signatures:
+            available = ", ".join(sorted(signatures)) or "none"
+            raise InputError(f"{artifact.path} has no signature {requested!r} (available: {available})")
+        wanted = requested or artifact.facts.get("signature")
         self.signature = wanted if wanted in signatures else next(iter(signatures), None)
         if self.signature is None:
             raise InputError(f"{artifact.path} has no signature to run")
