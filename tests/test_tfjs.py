@@ -94,7 +94,9 @@ def test_saved_model_directory_to_tfjs(saved_model, float32_tfjs):
     assert len(graph_model.shard_files(result.output)) == 1
 
 
-@pytest.mark.parametrize("quantize, precision, shrink", [("float16", "float16", 2), ("uint8", "uint8-weights", 4)])
+@pytest.mark.parametrize("quantize, precision, shrink", [
+    ("float16", "float16", 2), ("uint16", "uint16-weights", 2), ("uint8", "uint8-weights", 4),
+])
 def test_quantized_weights_shrink_the_files_and_stay_within_tolerance(
     saved_model, float32_tfjs, tmp_path, quantize, precision, shrink
 ):
