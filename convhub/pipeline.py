@@ -269,7 +269,7 @@ def run_many(
             entries = _check_all(registry, built, seed, inputs, atol, rtol, progress)
             feeds_from = str(inputs) if inputs is not None else "random"
         results = []
-        for target, route in routes.items():
+        for route in routes.values():
             prefixes = [_prefix(route.hops[: i + 1]) for i in range(len(route.hops))]
             result = ConversionResult(
                 source=source_artifact.format,
@@ -293,9 +293,9 @@ def run_many(
                 result.error = "; ".join(blame)
             results.append(result)
         # Published only once every result is decided, so a failure never leaves some outputs behind.
-        for result, (target, route) in zip(results, routes.items()):
-            final = built.get(_prefix(route.hops))
-            dest = destinations[target]
+        for result in results:
+            final = built.get(_prefix(result.route.hops))
+            dest = destinations[result.route.formats[-1]]
             if final is not None and dest is not None and (result.ok or keep_failed):
                 publish(final.path, dest, force)
                 result.output = dest
@@ -375,15 +375,13 @@ def _check_all(registry, built, seed, inputs, atol, rtol, progress):
     entries: dict[tuple[str, ...], parity.ParityEntry] = {}
     reference_runner = registry.runner(source.format)
     if reference_runner is None:
-        why = f"not checked: no runner for the source format {source.format!r} is installed"
-        return {p: parity.ParityEntry(a.format, False, False, reason=why) for p, a in built.items() if p}
+        return _unchecked(built, f"no runner for the source format {source.format!r} is installed")
     progress(f"running the source ({source.format}, {reference_runner.name})")
     with capture.native_output():
         try:
             ref_session = reference_runner.load(source)
         except RuntimeMissing as exc:
-            why = f"not checked: the source's runner {reference_runner.name!r} cannot run here: {exc}"
-            return {p: parity.ParityEntry(a.format, False, False, reason=why) for p, a in built.items() if p}
+            return _unchecked(built, f"the source's runner {reference_runner.name!r} cannot run here: {exc}")
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"the source model could not be run: {_first_line(exc)}") from exc
     feeds = (
@@ -427,6 +425,11 @@ def _check_all(registry, built, seed, inputs, atol, rtol, progress):
         previous = (built[parent].format, outputs[parent]) if parent and parent in outputs else None
         entries[prefix] = parity.judge(artifact.format, runner.name, outputs[()], outputs[prefix], tol, previous)
     return entries
+
+
+def _unchecked(built, why: str) -> dict[tuple[str, ...], parity.ParityEntry]:
+    """Every built artifact reported as not checked, for a reason that holds for all of them."""
+    return {p: parity.ParityEntry(a.format, False, False, reason=f"not checked: {why}") for p, a in built.items() if p}
 
 
 def _keep(built, records, routes, directory: Path) -> None:
