@@ -1,0 +1,300 @@
+"""Supervised worker processes: every hop and every runner executes in a child process.
+
+A crash (a signal, an abort, the out-of-memory killer), an exit or a hang in a converter then
+costs only the routes that need it: the supervisor sees the dead process or the expired
+timeout, turns it into a one-line `WorkerFailed`, and the other targets go on.
+
+Workers are kept warm in one pool per process and reused, by the library's second
+`convhub.convert` too; a worker serves the calls that need the same environment settings
+(e.g. TF_ENABLE_ONEDNN_OPTS=0 for one hop). `shutdown()`, or leaving `with workers.pool():`,
+ends them; so does the interpreter's exit, and the kernel when the supervisor is killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Iterator, Mapping
+
+import cloudpickle
+
+from convhub import errors
+
+DEFAULT_TIMEOUT = 1800.0  # seconds a single hop or check may take
+MEMORY_PER_WORKER = 2 << 30  # a worker with TensorFlow loaded and a model converting
+SPAWN_AFTER = 3.0  # seconds a call waits for a busy warm worker before starting another
+
+
+class WorkerFailed(errors.ConversionError):
+    """The worker died, exited, hung past its timeout, or the call raised something that is not
+    an error convhub knows (the message is one line; `log` holds the worker's output)."""
+
+    def __init__(self, message: str, log: str = "", died: bool = False):
+        super().__init__(message)
+        self.log = log
+        self.died = died  # the process crashed, exited or was stopped, rather than the call raising
+
+
+def default_jobs() -> int:
+    """As many workers as there are cores, but no more than free memory holds."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = _available_memory()
+    by_memory = available // MEMORY_PER_WORKER if available else cores
+    return max(1, min(cores, by_memory))
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        sig = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else f"signal {-returncode}"
+        if sig == "SIGKILL":
+            return "was killed (SIGKILL; out of memory?)"
+        if sig == "SIGABRT":
+            return "aborted (SIGABRT)"
+        return f"crashed ({sig})"
+    return f"exited with code {returncode}"
+
+
+class Worker:
+    """One child process, `python -m convhub.worker`, and the socket to it."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = dict(env)
+        self.key = env_key(env)  # taken with the caller's environment as it is now
+        self.log = tempfile.TemporaryFile()  # unlinked at once: nothing left on disk, whatever happens
+        ours, theirs = socket.socketpair()
+        verbose = bool(os.environ.get("CONVHUB_VERBOSE"))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "convhub.worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=None if verbose else self.log,
+            stderr=None if verbose else self.log,
+            env={**os.environ, **self.env},
+            start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
+        )
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send_bytes(cloudpickle.dumps((list(sys.path), os.getcwd())))
+
+    def serves(self, key: frozenset) -> bool:
+        """Whether a call needing the environment `key` stands for can run here."""
+        return key <= self.key
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_since(self, offset: int, lines: int = 15) -> str:
+        size = os.fstat(self.log.fileno()).st_size
+        text = os.pread(self.log.fileno(), min(size - offset, 1 << 20), offset).decode("utf-8", "replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def call(self, fn: Callable[..., Any], args: tuple, timeout: float) -> Any:
+        """fn(*args) in the worker; raises what it raised (convhub's own errors keep their class)
+        or WorkerFailed."""
+        offset = os.fstat(self.log.fileno()).st_size
+        try:
+            message = cloudpickle.dumps((fn, args))
+        except Exception as exc:  # noqa: BLE001 - e.g. a plugin callable that cannot be pickled
+            raise WorkerFailed(f"its call cannot be sent to a worker: {type(exc).__name__}: {exc}") from None
+        try:
+            self.conn.send_bytes(message)
+        except OSError:
+            pass  # the worker is gone; the receive below says how
+        try:
+            ready = self.conn.poll(timeout)
+        except (OSError, EOFError):
+            ready = True
+        if not ready:
+            log = self.log_since(offset)
+            self.kill()
+            raise WorkerFailed(f"ran past the {timeout:g} s timeout (--timeout) and was stopped", log, died=True)
+        try:
+            status, *reply = cloudpickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            returncode = self.process.wait()
+            raise WorkerFailed(describe_exit(returncode), self.log_since(offset), died=True) from None
+        if status == "ok":
+            return reply[0]
+        kind, message, fatal = reply
+        if fatal:
+            self.process.wait(timeout=10)
+        cls = getattr(errors, kind, None) if kind else None
+        if isinstance(cls, type) and issubclass(cls, errors.ConvhubError):
+            try:
+                error = cls(message)
+            except TypeError:
+                error = errors.ConversionError(message)
+            error.log = self.log_since(offset)
+            raise error
+        raise WorkerFailed(message, self.log_since(offset), died=fatal)  # SystemExit ends the worker too
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # the worker and whatever it started (Node...)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """End an idle worker politely: closing the socket ends its loop."""
+        self.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        with contextlib.suppress(OSError):
+            self.log.close()
+
+
+def env_key(env: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+    """What a call needs of a worker's environment: the caller's environment as it is now (a
+    warm worker started before a change of PATH would not see it) with the settings the hop
+    asks for on top. A worker whose environment holds all of that serves the call: a runner that
+    asks for nothing runs in the worker that has TensorFlow's settings too."""
+    return frozenset({**os.environ, **env}.items())
+
+
+class Pool:
+    """Warm workers, at most `jobs` alive at once, each serving one call at a time."""
+
+    def __init__(self, jobs: int | None = None):
+        self.jobs = jobs or default_jobs()
+        self.idle: list[Worker] = []
+        self.busy: set[Worker] = set()
+        self.starting_keys: list[frozenset] = []
+        self.lock = threading.Condition()
+        self.closed = False
+
+    def call(self, fn: Callable[..., Any], args: tuple = (), *, env: Mapping[str, str] | None = None,
+             timeout: float = DEFAULT_TIMEOUT) -> Any:
+        worker = self._acquire(env or {})
+        try:
+            return worker.call(fn, args, timeout)
+        finally:
+            self._release(worker)
+
+    def _acquire(self, env: Mapping[str, str]) -> Worker:
+        """A warm worker of these settings; a new one when there is none, or when the warm ones
+        stay busy past SPAWN_AFTER (a new worker pays the framework import again, ~10 s for
+        TensorFlow, which a short wait for a warm one usually beats)."""
+        key = env_key(env)
+        deadline = time.monotonic() + SPAWN_AFTER
+        with self.lock:
+            while True:
+                if self.closed:
+                    raise WorkerFailed("the worker pool was shut down")
+                warm = next((w for w in self.idle if w.serves(key)), None)
+                if warm is not None:
+                    self.idle.remove(warm)
+                    self.busy.add(warm)
+                    return warm
+                kin = any(w.serves(key) for w in self.busy) or any(key <= k for k in self.starting_keys)
+                patient = kin and time.monotonic() < deadline
+                total = len(self.idle) + len(self.busy) + len(self.starting_keys)
+                if not patient and (total < self.jobs or self.idle):
+                    if total >= self.jobs:
+                        self.idle.pop(0).stop()  # make room: a worker for other settings is idle
+                    self.starting_keys.append(key)
+                    break
+                self.lock.wait(timeout=max(0.05, deadline - time.monotonic()) if patient else None)
+        try:
+            worker = Worker(env)
+        finally:
+            with self.lock:
+                self.starting_keys.remove(key)
+        with self.lock:
+            self.busy.add(worker)
+        return worker
+
+    def _release(self, worker: Worker) -> None:
+        with self.lock:
+            self.busy.discard(worker)
+            if worker.alive and not self.closed:
+                self.idle.append(worker)
+            else:
+                worker.close()
+            self.lock.notify_all()
+
+    def kill_busy(self) -> None:
+        """Stop every running call at once (Ctrl-C, SIGTERM): their callers see WorkerFailed."""
+        with self.lock:
+            busy = list(self.busy)
+        for worker in busy:
+            with contextlib.suppress(OSError):
+                os.killpg(worker.process.pid, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.closed = True
+            idle, self.idle = self.idle, []
+            busy = list(self.busy)
+            self.lock.notify_all()
+        for worker in idle:
+            worker.stop()
+        for worker in busy:
+            worker.kill()
+            worker.close()
+
+    @property
+    def size(self) -> int:
+        with self.lock:
+            return len(self.idle) + len(self.busy)
+
+
+_pool: Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def shared_pool(jobs: int | None = None) -> Pool:
+    """This process's pool, started on first use and kept warm until shutdown()."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.closed:
+            _pool = Pool(jobs)
+        elif jobs:
+            _pool.jobs = jobs
+        return _pool
+
+
+def shutdown() -> None:
+    """End every worker of this process (convhub starts new ones when next needed)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown()
+
+
+@contextlib.contextmanager
+def pool(jobs: int | None = None) -> Iterator[Pool]:
+    """`with convhub.pool(): ...` keeps workers warm inside the block and ends them after it."""
+    try:
+        yield shared_pool(jobs)
+    finally:
+        shutdown()
+
+
+atexit.register(shutdown)
