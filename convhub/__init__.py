@@ -37,6 +37,8 @@ __all__ = [
     "hookimpl",
     "registry",
     "route",
+    "pool",
+    "shutdown",
 ]
 
 
@@ -57,3 +59,17 @@ def registry():
 def route(source: str, target: str):
     """The cheapest route between two formats, ignoring model-specific refusals."""
     return registry().graph.best(source, target)
+
+
+def shutdown() -> None:
+    """End the worker processes this process started; the next conversion starts new ones."""
+    from convhub.workers import shutdown as _shutdown
+
+    _shutdown()
+
+
+def pool(jobs: int | None = None):
+    """`with convhub.pool(jobs=2): ...` keeps the workers warm inside the block, then ends them."""
+    from convhub.workers import pool as _pool
+
+    return _pool(jobs)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
-from convhub.errors import ConvhubError, UsageError
+from convhub.errors import ConvhubError, Interrupted, UsageError
 from convhub.jsonout import dump_json
 
 ARROWS = ("→", "->")
@@ -41,7 +43,9 @@ def _is_pair(text: str) -> bool:
     return any(a in text for a in ARROWS) and not os.path.exists(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] = frozenset()) -> argparse.ArgumentParser:
+    """The parser; `options` are the plugins' declared options (convhub.types.Option), whose flags
+    `convert` gets (and `check` those a source reads), loaded only for those two commands."""
     from convhub import __version__
 
     parser = _Parser(prog="convhub", description="Convert trained models between frameworks and check parity.")
@@ -69,22 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
     g.add_argument("--keep-failed", action="store_true", help="write the output even when the check fails")
     g.add_argument("--report", metavar="HTML", help="write a self-contained HTML report of the check")
-    g = p.add_argument_group("sources")
-    g.add_argument("--signature", help="SavedModel signature to convert (default serving_default)")
-    g.add_argument("--unsafe", action="store_true",
-                   help="allow Keras files with Python code (Lambda layers); only for files you trust")
-    g = p.add_argument_group("targets")
-    g.add_argument("--quantize", choices=["float16", "dynamic", "int8"], help="TFLite quantization")
-    g.add_argument("--representative-data", metavar="NPZ",
-                   help="calibration inputs for --quantize int8 (default: generated from the input spec)")
-    g.add_argument("--int8-io", action="store_true", help="with --quantize int8: int8 inputs and outputs too")
-    g.add_argument("--select-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
-    g.add_argument("--opset", type=int, help="ONNX opset (default: the ONNX plugin's)")
-    g.add_argument("--tfjs-quantize", choices=["float16", "uint8", "uint16"], help="TF.js weight quantization")
-    g.add_argument("--shard-size", type=int, metavar="BYTES", help="TF.js weight shard size")
+    _execution_flags(p)
+    _plugin_flags(p, options or [])
+    g = p.add_argument_group("outputs")
     g.add_argument("--keep-intermediates", metavar="DIR", help="keep the intermediate artifacts in DIR")
-    g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an option for a third-party plugin (repeatable)")
+    g.add_argument("--option", action="append", default=[], metavar="[TARGET.]KEY=VALUE",
+                   help="an option by its key, for one target with TARGET.KEY (e.g. tflite.quantize=int8)"
+                        " or for a third-party plugin (repeatable)")
 
     p = sub.add_parser("check", help="compare artifacts with a reference model on the same inputs, converting nothing")
     p.add_argument("reference", help="the reference model (file, directory, or file.py:NAME)")
@@ -96,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="NPZ", help="check on these inputs (.npz keyed by input name)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: by each artifact's precision)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: by each artifact's precision)")
-    p.add_argument("--signature", help="SavedModel signature to run (default serving_default)")
     p.add_argument("--report", metavar="HTML", help="write a self-contained HTML report")
+    _plugin_flags(p, [o for o in options or [] if o.key in source_keys])
+    _execution_flags(p)
 
     p = sub.add_parser("route", help="show how one format converts to another (imports no framework)")
     p.add_argument("pair", metavar="SRC→DST")
@@ -117,6 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", help="keep the converted models in this directory")
     return parser
+
+
+def _plugin_flags(p: argparse.ArgumentParser, options: Sequence[Any]) -> None:
+    """A flag for each option a plugin declares; values are checked by the declaration (Option.parse)."""
+    if not options:
+        return
+    g = p.add_argument_group("plugin options (each checked by the plugin's declaration)")
+    for option in sorted(options, key=lambda o: o.flag):
+        text = f"{option.help} [{option.plugin}]" if option.plugin else option.help
+        dest = f"plugin_{option.key}"
+        if option.type == "bool":
+            g.add_argument(option.flag, dest=dest, action="store_const", const=option.flag_value, default=None, help=text)
+            continue
+        metavar = "{" + ",".join(option.choices) + "}" if option.choices else option.type.upper()
+        g.add_argument(option.flag, dest=dest, metavar=metavar, help=text)
+
+
+def _execution_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help="worker processes at most (default: from the cores and free memory)")
+    g.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop a hop or check that runs longer (default 1800)")
 
 
 def _emit(args: argparse.Namespace, payload: Any, human: str) -> None:
@@ -151,10 +170,12 @@ def cmd_plugins(args) -> int:
 
     plugins = sorted(default_registry().plugins.values(), key=lambda p: p.name)
     rows = [
-        [p.name, p.version or "", ", ".join(p.formats), ", ".join(p.conversions), ", ".join(p.runners)]
+        [p.name, p.version or "", ", ".join(p.formats), ", ".join(p.conversions), ", ".join(p.runners),
+         p.broken or "ok"]
         for p in plugins
     ]
-    _emit(args, [p.to_json() for p in plugins], render(["plugin", "version", "formats", "conversions", "runners"], rows))
+    _emit(args, [p.to_json() for p in plugins],
+          render(["plugin", "version", "formats", "conversions", "runners", "state"], rows))
     return 0
 
 
@@ -167,12 +188,10 @@ def cmd_route(args) -> int:
     graph = registry.graph
     facts = None
     if args.input is not None:
-        from convhub import pyref
         from convhub.jsonout import jsonable
         from convhub.pipeline import read_source
 
-        model = load_reference(args.input, lambda m: None) if pyref.looks_like_reference(args.input) else args.input
-        facts = read_source(registry, model, registry.format(source)).facts
+        facts = read_source(registry, args.input, registry.format(source)).facts
     routes = graph.routes(source, target, facts)
     if not routes and not args.explain:
         graph.best(source, target, facts)  # raises NoRouteError with the reasons
@@ -200,15 +219,6 @@ def cmd_route(args) -> int:
     return 0 if routes else 2
 
 
-def load_reference(reference: str, progress) -> Any:
-    """Import a file.py:NAME / module:NAME reference, keeping the frameworks' start-up noise quiet."""
-    from convhub import capture, pyref
-
-    progress(f"importing {reference} (this runs its code)")
-    with capture.native_output():
-        return pyref.load(reference)
-
-
 def _short(value: Any) -> str:
     if isinstance(value, list) and value and hasattr(value[0], "shape"):
         return "[" + ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in value) + "]"
@@ -216,16 +226,15 @@ def _short(value: Any) -> str:
 
 
 def cmd_check(args) -> int:
-    from convhub import pyref
     from convhub.pipeline import check
 
     progress = _progress(args)
-    reference = args.reference
-    if pyref.looks_like_reference(reference):
-        reference = load_reference(reference, progress)
-    options = {"signature": args.signature} if args.signature else {}
-    result = check(reference, args.candidates, source=args.source, seed=args.seed, inputs=args.inputs,
-                   atol=args.atol, rtol=args.rtol, options=options, progress=progress)
+    options = conversion_options(args, _declared())
+    if args.report:
+        _check_report_path(args.report, [args.reference, *args.candidates])
+    result = check(args.reference, args.candidates, source=args.source, seed=args.seed, inputs=args.inputs,
+                   atol=args.atol, rtol=args.rtol, options=options, jobs=args.jobs, timeout=args.timeout,
+                   progress=progress)
     if args.report:
         from convhub import report
 
@@ -253,6 +262,7 @@ def check_summary(result) -> str:
             ])
     lines = [f"reference: {result.reference.path or 'in-memory model'} ({result.reference.format})",
              render(["artifact", "format", "runner", "output", "max abs diff", "tolerance", "parity"], rows)]
+    lines += [f"weak evidence: {w}" for p in result.parity for w in p.weak_evidence]
     lines.append("all match" if result.ok else f"FAILED: {result.error}")
     return "\n".join(lines)
 
@@ -261,7 +271,18 @@ def _progress(args):
     if getattr(args, "quiet", False):
         return lambda msg: None
     start = time.perf_counter()
-    return lambda msg: print(f"[{time.perf_counter() - start:5.1f}s] {msg}", file=sys.stderr, flush=True)
+    # A copy of stderr as it is now: while an in-memory model's framework call runs here, fd 2
+    # points to a log file, and progress must still reach the terminal.
+    terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1) if _has_fd(sys.stderr) else sys.stderr
+    return lambda msg: print(f"[{time.perf_counter() - start:5.1f}s] {msg}", file=terminal, flush=True)
+
+
+def _has_fd(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def summary(result) -> str:
@@ -289,42 +310,42 @@ def summary(result) -> str:
         ["artifact", "precision", "size", "time", "output", "vs source", "vs previous hop", "tolerance", "parity"],
         rows,
     )]
+    lines += [f"weak evidence: {w}" for w in result.weak_evidence]
     if result.ok:
         lines.append(f"wrote {result.output} in {result.seconds:.1f}s (parity inputs seed {result.seed})")
     else:
         lines.append(f"FAILED: {result.error}")
-        lines.append(f"kept {result.output} (--keep-failed)" if result.output else "nothing was written")
+        lines.append(f"kept {result.output} (--keep-failed)" if result.output else f"{result.target}: not written")
     return "\n".join(lines)
 
 
-OPTION_FLAGS = {  # CLI flag attribute -> option key the plugins read
-    "signature": "signature",
-    "quantize": "quantize",
-    "representative_data": "representative_data",
-    "int8_io": "int8_io",
-    "select_tf_ops": "select_tf_ops",
-    "opset": "opset",
-    "tfjs_quantize": "tfjs_quantize",
-    "shard_size": "tfjs_shard_bytes",
-}
-
-
-def conversion_options(args) -> dict[str, Any]:
-    options: dict[str, Any] = {"safe_mode": not args.unsafe}
-    for flag, key in OPTION_FLAGS.items():
-        value = getattr(args, flag)
-        if value not in (None, False):
-            options[key] = value
-    for item in args.option:
+def conversion_options(args, declared: Sequence[Any]) -> dict[str, Any]:
+    """The options from the plugins' flags and from --option KEY=VALUE, each checked by its
+    declaration when a plugin declared it (an undeclared key is a third-party plugin's, as text)."""
+    by_key = {o.key: o for o in declared}
+    options: dict[str, Any] = {}
+    for option in declared:
+        value = getattr(args, f"plugin_{option.key}", None)
+        if value is not None:
+            options[option.key] = option.parse(value)
+    for item in getattr(args, "option", []):
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--option {item!r}: write KEY=VALUE")
-        options[key] = value
+        if not sep or not key or key.startswith(".") or key.endswith("."):
+            raise UsageError(f"--option {item!r}: write KEY=VALUE or TARGET.KEY=VALUE")
+        name = key.rpartition(".")[2]
+        options[key] = by_key[name].parse(value) if name in by_key else value
     return options
 
 
+def _check_report_path(path: str, inputs: list[str]) -> None:
+    from pathlib import Path
+
+    from convhub import pyref, validate
+
+    validate.report_path(Path(path), [Path(i) for i in inputs if not pyref.looks_like_reference(i)])
+
+
 def cmd_convert(args) -> int:
-    from convhub import pyref
     from convhub.pipeline import default_output_name, outputs_in, run_many
     from convhub.plugins import default_registry
 
@@ -346,16 +367,16 @@ def cmd_convert(args) -> int:
     if len(names) == 1:
         outputs = {names[0]: args.output}
     else:  # several targets: -o is a folder holding <input name><suffix> for each
-        stem = default_output_name(model if not pyref.looks_like_reference(model) else model.rpartition(":")[2])
-        outputs = outputs_in(args.output, stem, formats)
-    options = conversion_options(args)
+        outputs = outputs_in(args.output, default_output_name(model), formats)
+    options = conversion_options(args, _declared())
     progress = _progress(args)
-    if pyref.looks_like_reference(model):
-        model = load_reference(model, progress)
+    if args.report:
+        _check_report_path(args.report, [model])
     results = run_many(
         model, names, outputs, source=source, force=args.force, check=args.check, seed=args.seed,
         inputs=args.inputs, atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed,
-        keep_intermediates=args.keep_intermediates, options=options, progress=progress,
+        keep_intermediates=args.keep_intermediates, options=options, jobs=args.jobs, timeout=args.timeout,
+        progress=progress,
     )
     if args.report:
         from convhub import report
@@ -390,15 +411,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = None
 
-    def fail(message: str, code: int, kind: str = "error") -> int:
+    def fail(message: str, code: int, kind: str = "error", **extra: Any) -> int:
         # --json promises one object on stdout, even when the command line itself was wrong.
         if (args is None and "--json" in argv) or getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": message, "exit_code": code}))
+            print(json.dumps({"ok": False, "error": message, "exit_code": code, **extra}))
         print(f"convhub: {kind}: {message}", file=sys.stderr)
         return code
 
+    previous = _on_sigterm()
     try:
-        args = build_parser().parse_args(argv)
+        args = _parser_for(argv).parse_args(argv)
         if args.disable_plugin:  # read when the registry is built, before any plugin is imported
             from convhub.plugins import disabled_plugins
 
@@ -409,12 +431,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConvhubError as exc:
         return fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        return fail("nothing was written", 130, kind="interrupted")
+    except (KeyboardInterrupt, Interrupted) as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        name = "SIGTERM" if code == 143 else "SIGINT"
+        # The work folder is gone and every output is as it was: publishing is all or nothing.
+        return fail(f"stopped by {name}; no output was changed", code, kind="interrupted", interrupted=True)
     except Exception as exc:  # a bug in convhub or a plugin: say so in one line unless debugging
         if os.environ.get("CONVHUB_DEBUG"):
             raise
         return fail(f"{type(exc).__name__}: {exc} (set CONVHUB_DEBUG=1 for the traceback)", 1, kind="internal error")
+    finally:
+        _stop_workers()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _declared() -> list[Any]:
+    from convhub.plugins import default_registry
+
+    return list(getattr(default_registry(), "options", {}).values())
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The plugins' option flags are loaded for `convert` and `check` only: `--help`, listings
+    and `route` stay as quick as before."""
+    command = next((a for a in argv if not a.startswith("-") and a in COMMANDS), None)
+    if command not in ("convert", "check"):
+        return build_parser()
+    disabled = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--disable-plugin"]
+    disabled += [a.partition("=")[2] for a in argv if a.startswith("--disable-plugin=")]
+    if disabled:  # read when the registry is built, before any plugin is imported
+        from convhub.plugins import disabled_plugins
+
+        os.environ["CONVHUB_DISABLE_PLUGINS"] = ",".join(sorted(disabled_plugins() | set(disabled)))
+    from convhub.plugins import default_registry
+
+    registry = default_registry()
+    source_keys = {k for f in registry.formats.values() for k in f.options}
+    return build_parser(_declared(), source_keys)
+
+
+def _on_sigterm():
+    """SIGTERM stops the run like Ctrl-C does: workers killed, work folder removed, exit 143."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_workers() -> None:
+    if "convhub.workers" in sys.modules:  # listings never started any
+        sys.modules["convhub.workers"].shutdown()
 
 
 def run() -> None:

@@ -11,8 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from convhub import capture, pyref, report
-from convhub.pipeline import detect_format, run
+from convhub import pyref, report, workers
+from convhub.pipeline import read_source, run
 from convhub.errors import ConvhubError, NoRouteError, UsageError
 from convhub.plugins import default_registry
 from convhub.jsonout import dump_json
@@ -44,11 +44,17 @@ def examples_dir() -> Path:
 
 
 def make_source(source: DemoSource, workdir: Path):
-    file, _, name = source.reference.partition(":")
-    module = pyref.import_module(str(examples_dir() / file))
-    fn = getattr(module, name)
-    with capture.native_output():
-        return Path(fn(str(workdir))) if source.writes_file else fn()
+    """A file the example writes (built in a worker, so this process loads no framework), or
+    the example's reference, which each conversion's worker imports."""
+    reference = f"{examples_dir() / source.reference}"
+    if not source.writes_file:
+        return reference
+    return workers.shared_pool().call(_write_example, (reference, str(workdir)))
+
+
+def _write_example(reference: str, workdir: str) -> Path:
+    file, _, name = reference.rpartition(":")
+    return Path(getattr(pyref.import_module(file), name)(workdir))
 
 
 def main(out: str | None = None, as_json: bool = False, progress=lambda msg: None) -> int:
@@ -59,7 +65,7 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
     for i, source in enumerate(SOURCES):
         progress(f"building {source.label} from examples/{source.reference}")
         model = make_source(source, root)
-        source_format = detect_format(registry, model)
+        source_format = registry.formats[read_source(registry, model).format]
         targets = sorted(f for f in registry.formats if f != source_format.name and registry.graph.routes(source_format.name, f))
         for target in targets:
             fmt = registry.formats[target]

@@ -56,3 +56,12 @@ class PluginError(ConvhubError):
     """A plugin contributed something invalid."""
 
     exit_code = 1
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived (SIGINT is KeyboardInterrupt): like it, not an error a handler may swallow."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from convhub.errors import NoRouteError
 from convhub.types import Conversion
@@ -69,8 +69,9 @@ class Route:
 
 
 class RouteGraph:
-    def __init__(self, conversions: Iterable[Conversion]):
+    def __init__(self, conversions: Iterable[Conversion], on_broken: Callable[[str, str], None] | None = None):
         self.conversions = list(conversions)
+        self.on_broken = on_broken  # told when a plugin's refuse() raises: (plugin, reason)
 
     def blocked(self, edge: Conversion, facts: Mapping[str, Any] | None = None) -> str | None:
         """Why this edge cannot be used for a model with these facts, or None if it can."""
@@ -78,7 +79,15 @@ class RouteGraph:
         if missing:
             return f"needs {', '.join(repr(m) for m in missing)}, not installed"
         if facts is not None and edge.refuse is not None:
-            reason = edge.refuse(facts)
+            try:
+                reason = edge.refuse(facts)
+                if reason is not None and not isinstance(reason, str):
+                    raise TypeError(f"it returned a {type(reason).__name__}, not a reason or None")
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug blocks its own edge, nothing else
+                why = f"refuse() raised {type(exc).__name__}: {exc}"
+                if self.on_broken is not None:
+                    self.on_broken(edge.plugin, f"{edge.name} {why}")
+                return f"is unusable: {why}"
             if reason:
                 return f"refuses this model: {reason}"
         return None

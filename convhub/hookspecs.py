@@ -12,7 +12,7 @@ from typing import Iterable
 
 import pluggy
 
-from convhub.types import Conversion, Format, Runner
+from convhub.types import Conversion, Format, Option, Runner
 
 hookspec = pluggy.HookspecMarker("convhub")
 
@@ -50,4 +50,17 @@ def convhub_runners() -> Iterable[Runner]:
         @convhub.hookimpl
         def convhub_runners():
             return [Runner("onnx", load=load_onnxruntime_session, requires=("onnxruntime",))]
+    """
+
+
+@hookspec
+def convhub_options() -> Iterable[Option]:
+    """Options this plugin's formats and conversions read, with their types and ranges: the
+    command line gets a flag for each, and every value is checked before any work starts.
+
+    Example::
+
+        @convhub.hookimpl
+        def convhub_options():
+            return [Option("tflm_array_name", "name of the C array", flag="--tflm-array-name")]
     """

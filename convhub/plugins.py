@@ -22,7 +22,7 @@ import pluggy
 from convhub import hookspecs
 from convhub.errors import PluginError
 from convhub.graph import RouteGraph
-from convhub.types import Conversion, Format, Runner
+from convhub.types import Conversion, Format, Option, Runner
 
 ENTRY_POINT_GROUP = "convhub"
 BUILTIN_PLUGINS = ("tensorflow", "tflite", "jax", "onnx", "tfjs")  # loaded first: they win name clashes
@@ -36,6 +36,8 @@ class PluginInfo:
     formats: list[str] = field(default_factory=list)
     conversions: list[str] = field(default_factory=list)
     runners: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    broken: str = ""  # why this plugin misbehaved in this process (the first reason), if it did
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -80,10 +82,47 @@ def plugin_manager(*, entry_points: bool = True, problems: list[str] | None = No
             report_problem(f"two installed plugins are named {ep.name!r}; the second ({ep.value}) is skipped", problems)
             continue
         try:
-            pm.register(ep.load(), name=ep.name)
+            register(pm, ep.load(), ep.name, problems)
+        except PluginError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of third-party code
             report_problem(f"plugin {ep.name!r} failed to load and is skipped: {type(exc).__name__}: {exc}", problems)
     return pm
+
+
+def _distribution(plugin: str) -> str:
+    """'distribution NAME VERSION' behind an entry-point plugin, or how it was registered."""
+    ep = next((ep for ep in _entry_points() if ep.name == plugin), None)
+    if ep is None or ep.dist is None:
+        return "registered in code"
+    return f"distribution {ep.dist.name} {ep.dist.version}"
+
+
+def _unknown_hooks(plugin: object) -> list[str]:
+    """Hook implementations whose names no hook spec has (a misspelled `convhub_format`)."""
+    import difflib
+
+    specs = [n for n in dir(hookspecs) if n.startswith("convhub_")]
+    found = []
+    for name in dir(plugin):
+        if name.startswith("convhub_") and name not in specs and hasattr(getattr(plugin, name, None), "convhub_impl"):
+            near = difflib.get_close_matches(name, specs, n=1)
+            found.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    return found
+
+
+def register(pm: pluggy.PluginManager, plugin: object, name: str, problems: list[str] | None) -> bool:
+    """Register one plugin, checked against the hook specs; a problem is reported, not raised."""
+    unknown = _unknown_hooks(plugin)
+    if unknown:
+        report_problem(f"plugin {name!r} is skipped: it implements no hook named {', '.join(unknown)}", problems)
+        return False
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        report_problem(f"plugin {name!r} is skipped: {exc}", problems)
+        return False
+    return True
 
 
 def _plugin_versions() -> dict[str, str | None]:
@@ -107,15 +146,29 @@ class Registry:
         self.runners: dict[str, list[Runner]] = {}
         contributions = {name: self._contributions(name) for name in self.plugins}
         contributions = {name: c for name, c in contributions.items() if c is not None}
-        for plugin, (formats, _, _) in contributions.items():
+        for plugin, (formats, *_) in list(contributions.items()):
+            # A format name another plugin provides is refused with the whole plugin: half of
+            # it (its edges into the other plugin's format) would silently shadow that one.
+            taken = next((f for f in formats if f.name in self.formats), None)
+            if taken is not None:
+                owner = self.formats[taken.name].plugin
+                self._problem(f"format {taken.name!r} of plugin {plugin!r} ({_distribution(plugin)}) is already provided by"
+                              f" plugin {owner!r} ({_distribution(owner)}); plugin {plugin!r} is skipped")
+                self.plugins[plugin].broken = f"its format {taken.name!r} clashes with plugin {owner!r}'s"
+                del contributions[plugin]
+                continue
             for fmt in formats:
-                if fmt.name in self.formats:
-                    self._problem(f"format {fmt.name!r} is defined by both plugin {self.formats[fmt.name].plugin!r}"
-                                  f" and plugin {plugin!r}; {plugin!r}'s is ignored")
-                    continue
                 self.formats[fmt.name] = fmt
                 self.plugins[plugin].formats.append(fmt.name)
-        for plugin, (_, conversions, runners) in contributions.items():
+        self.options: dict[str, Option] = {}
+        for plugin, (_, conversions, runners, options) in contributions.items():
+            for option in options:
+                if option.key in self.options:
+                    self._problem(f"option {option.key!r} is declared by both plugin {self.options[option.key].plugin!r}"
+                                  f" and plugin {plugin!r}; {plugin!r}'s is ignored")
+                    continue
+                self.options[option.key] = option
+                self.plugins[plugin].options.append(option.key)
             for conv in conversions:
                 same = next((c for c in self.conversions if c.name == conv.name), None)
                 unknown = [end for end in (conv.source, conv.target) if end not in self.formats]
@@ -133,15 +186,52 @@ class Registry:
                     continue
                 self.runners.setdefault(runner.format, []).append(runner)
                 self.plugins[plugin].runners.append(runner.name)
-        self.graph = RouteGraph(self.conversions)
+        self.graph = RouteGraph(self.conversions, on_broken=self.mark_broken)
+
+    def mark_broken(self, plugin: str, reason: str) -> None:
+        """A plugin misbehaved (a hook raised, its worker crashed): said once, kept for `plugins`."""
+        info = self.plugins.get(plugin)
+        if info is None or info.broken:
+            return
+        info.broken = reason
+        self._problem(f"plugin {plugin!r} is broken: {reason}")
+
+    def detect(self, thing: Any) -> list[Format]:
+        """The formats whose cheap `detect` claims `thing`; a detect() that raises claims nothing
+        and marks its plugin broken, so one bad plugin cannot stop every conversion."""
+        found = []
+        for fmt in self.formats.values():
+            if fmt.detect is None:
+                continue
+            try:
+                if fmt.detect(thing):
+                    found.append(fmt)
+            except Exception as exc:  # noqa: BLE001 - third-party code
+                self.mark_broken(fmt.plugin, f"detect() of format {fmt.name!r} raised {type(exc).__name__}: {exc}")
+        return found
+
+    def detect_format(self, thing: Any) -> Format:
+        """The one format of a path or object, or InputError saying there is none or several."""
+        import os
+
+        from convhub.errors import InputError
+
+        found = self.detect(thing)
+        if len(found) == 1:
+            return found[0]
+        what = str(thing) if isinstance(thing, (str, os.PathLike)) else f"a {type(thing).__name__} object"
+        if not found:
+            raise InputError(f"cannot tell which format {what} is; name it, e.g. keras→tflite or --from keras")
+        raise InputError(f"{what} could be any of {', '.join(f.name for f in found)}; name the source format with --from")
 
     def _problem(self, message: str) -> None:
         report_problem(message, self.problems)
 
-    def _contributions(self, plugin: str) -> tuple[list[Format], list[Conversion], list[Runner]] | None:
+    def _contributions(self, plugin: str) -> tuple[list[Format], list[Conversion], list[Runner], list[Option]] | None:
         """All a plugin contributes, stamped with its name; None (and one warning) if any of it is invalid."""
         out: list[list[Any]] = []
-        for hook_name, kind in (("convhub_formats", Format), ("convhub_conversions", Conversion), ("convhub_runners", Runner)):
+        for hook_name, kind in (("convhub_formats", Format), ("convhub_conversions", Conversion),
+                                ("convhub_runners", Runner), ("convhub_options", Option)):
             items: list[Any] = []
             for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
                 if impl.plugin_name != plugin:
@@ -158,8 +248,7 @@ class Registry:
                     return None
                 items += [dataclasses.replace(x, plugin=plugin) for x in returned]
             out.append(items)
-        formats, conversions, runners = out
-        return formats, conversions, runners
+        return tuple(out)
 
     def format(self, name: str) -> Format:
         from convhub.errors import UsageError
@@ -185,7 +274,7 @@ def build_registry(plugins: Iterable[tuple[str, object]] = (), *, entry_points: 
     problems: list[str] = []
     pm = plugin_manager(entry_points=entry_points, problems=problems)
     for name, plugin in plugins:
-        pm.register(plugin, name=name)
+        register(pm, plugin, name, problems)
     return Registry(pm, problems)
 
 

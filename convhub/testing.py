@@ -96,7 +96,12 @@ class TinyModels:
     def _jax(self):
         import jax.numpy as jnp
         import numpy as np
-        from convhub_jax import JaxFunction
+
+        # Through the plugin manager, not `import convhub_jax`: the kit depends on no plugin package.
+        jax_plugin = build_registry().plugin_manager.get_plugin("jax")
+        if jax_plugin is None:
+            raise KeyError("the tiny 'jax' model needs the convhub-jax plugin, which is not installed")
+        JaxFunction = jax_plugin.JaxFunction
 
         rng = np.random.default_rng(0)
         params = {"w": rng.normal(size=(4, 3)).astype("float32"), "b": np.zeros(3, "float32")}

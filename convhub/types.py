@@ -49,12 +49,20 @@ class Artifact:
 
     `facts` are what is known about the model and can decide routes (its input specs,
     dynamic dims, ops a converter cannot take...). They travel down the route.
+    `reference` is the Python reference (file.py:NAME) an in-memory model was loaded from, so
+    a worker process can load it again; `model` never leaves the process that holds it.
     """
 
     format: str
     path: Path | None = None
     model: Any = None
     facts: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        """Only this process has it: an object the caller handed over, with no file or reference."""
+        return self.model is not None and self.path is None and self.reference is None
 
 
 class Session(Protocol):
@@ -77,6 +85,9 @@ class Format:
     detect: a cheap guess, importing no framework, whether a path or object is of this format.
     suffix: the file suffix of an artifact ('' for directories).
     requires: import names `read` needs; checked without importing them.
+    options:  the option keys `read` takes (e.g. "signature"); given for a source of another
+              format, such an option is refused rather than silently ignored.
+    env:      environment variables the worker that reads this format needs (as for Conversion).
     """
 
     name: str
@@ -87,10 +98,13 @@ class Format:
     directory: bool = False
     requires: tuple[str, ...] = ()
     plugin: str = ""
+    options: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_name("format", self.name)
         object.__setattr__(self, "requires", tuple(self.requires))
+        object.__setattr__(self, "options", tuple(self.options))
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,8 @@ class Conversion:
               after this one, so a route is planned whole before anything runs.
     options:  the option keys this edge reads (e.g. "quantize"); an option the user gives that no
               edge on the route reads is an error, not silently ignored.
+    env:      environment variables the worker process that runs this edge needs (e.g.
+              TF_ENABLE_ONEDNN_OPTS=0): such an edge runs in a worker of its own settings.
     """
 
     source: str
@@ -122,6 +138,7 @@ class Conversion:
     description: str = ""
     name: str = ""
     plugin: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_name("format", self.source)
@@ -140,7 +157,7 @@ class Conversion:
 class Runner:
     """Runs artifacts of one format, for the parity check.
 
-    load(artifact) returns a Session. `requires` as for Conversion.
+    load(artifact) returns a Session. `requires` and `env` as for Conversion.
     """
 
     format: str
@@ -148,9 +165,85 @@ class Runner:
     requires: tuple[str, ...] = ()
     name: str = ""
     plugin: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_name("format", self.format)
         object.__setattr__(self, "requires", tuple(self.requires))
         if not self.name:
             object.__setattr__(self, "name", self.format)
+
+
+OPTION_TYPES = ("str", "int", "float", "bool", "path")
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option that a plugin's formats (when reading a source) or conversions read, declared so
+    that the CLI builds its flag and both the CLI and the library check values before any work.
+
+    key:        what `read` and `convert` find in their options mapping (e.g. "quantize").
+    help:       one line for `--help`.
+    type:       one of "str", "int", "float", "bool", "path"; values are converted to it.
+    choices:    the allowed values, if only some are.
+    minimum, maximum: the allowed range of an int or float.
+    flag:       the command-line flag (default: "--" + key with "_" as "-").
+    flag_value: for a bool, what giving the flag sets (True; False for a flag such as --unsafe).
+    """
+
+    key: str
+    help: str
+    type: str = "str"
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    flag: str = ""
+    flag_value: Any = True
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[a-z][a-z0-9_]*$", self.key):
+            raise ValueError(f"option key {self.key!r} must be lower-case letters, digits and '_'")
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.key!r}: type must be one of {', '.join(OPTION_TYPES)}")
+        object.__setattr__(self, "choices", tuple(self.choices))
+        if not self.flag:
+            object.__setattr__(self, "flag", "--" + self.key.replace("_", "-"))
+
+    def parse(self, value: Any) -> Any:
+        """The value as its type, or UsageError (one line) when it is not allowed."""
+        from convhub.errors import UsageError
+
+        def bad(why: str) -> UsageError:
+            return UsageError(f"{self.flag} ({self.key}): {why}, not {value!r}")
+
+        if value is None:
+            return None
+        if self.type == "bool":
+            if isinstance(value, str) and value.lower() in ("1", "0", "true", "false", "yes", "no"):
+                return value.lower() in ("1", "true", "yes")
+            if not isinstance(value, bool):
+                raise bad("write true or false")
+            return value
+        if self.type in ("int", "float"):
+            kind = int if self.type == "int" else float
+            try:
+                if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+                    raise ValueError
+                number = kind(value)
+            except (TypeError, ValueError):
+                raise bad("a whole number is needed" if kind is int else "a number is needed") from None
+            if number != number or number in (float("inf"), float("-inf")):
+                raise bad("a finite number is needed")
+            if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+                low = "" if self.minimum is None else f"{self.minimum:g}"
+                high = "" if self.maximum is None else f"{self.maximum:g}"
+                raise bad(f"must be {'from ' + low + ' to ' + high if low and high else ('≥ ' + low if low else '≤ ' + high)}")
+            value = number
+        elif self.type == "path":
+            value = str(value)
+        elif not isinstance(value, str):
+            raise bad("text is needed")
+        if self.choices and str(value) not in self.choices:
+            raise bad(f"choose one of {', '.join(self.choices)}")
+        return value

@@ -18,7 +18,7 @@ HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) 
 
 
 def test_there_are_hooks_to_document():
-    assert set(HOOKS) == {"convhub_formats", "convhub_conversions", "convhub_runners"}
+    assert set(HOOKS) == {"convhub_formats", "convhub_conversions", "convhub_runners", "convhub_options"}
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -27,7 +27,8 @@ def test_each_hook_spec_is_documented_with_its_exact_signature(hook):
     assert f"### `{hook}{signature}`" in DOC
 
 
-@pytest.mark.parametrize("kind", [convhub_types.Format, convhub_types.Conversion, convhub_types.Runner])
+@pytest.mark.parametrize("kind", [convhub_types.Format, convhub_types.Conversion, convhub_types.Runner,
+                                  convhub_types.Option])
 def test_each_field_a_plugin_sets_is_documented(kind):
     block = re.search(rf"```python\n{kind.__name__}\((.*?)\n\)\n```", DOC, re.S)
     assert block, f"no {kind.__name__}(...) block in docs/plugins.md"

@@ -11,6 +11,7 @@ framework: JAX, Orbax and TensorFlow load only when a source is read, converted 
 
 from convhub import hookimpl
 from convhub.types import Conversion, Format, Runner
+from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_jax import export
 from convhub_jax.sources import JaxFunction, OrbaxExport
@@ -29,6 +30,8 @@ def convhub_formats():
             "in-memory JAX: convhub_jax.JaxFunction (also from Flax), OrbaxExport, or an Orbax ExportManager",
             read=export.read,
             detect=export.detect,
+            env=TF_ENV,
+            options=("signature",),
             requires=NEEDS,
         )
     ]
@@ -42,6 +45,7 @@ def convhub_conversions():
             "savedmodel",
             convert=export.to_saved_model,
             requires=NEEDS,
+            env=TF_ENV,
             cost=2.0,
             produces={"xla_call_module": True},
             description="orbax.export.ExportManager.save (jax2tf native serialization: StableHLO in XlaCallModule)",
@@ -53,6 +57,7 @@ def convhub_conversions():
             "savedmodel",
             convert=export.to_tf_ops_saved_model,
             requires=NEEDS,
+            env=TF_ENV,
             cost=4.0,
             refuse=export.refuse_tf_ops,
             produces={"xla_call_module": False},
@@ -64,4 +69,4 @@ def convhub_conversions():
 
 @hookimpl
 def convhub_runners():
-    return [Runner("jax", load=export.Session, requires=NEEDS, name="jax")]
+    return [Runner("jax", load=export.Session, requires=NEEDS, name="jax", env=TF_ENV)]

@@ -6,7 +6,8 @@ graph no runtime accepts. Frameworks are imported inside functions only.
 """
 
 from convhub import hookimpl
-from convhub.types import Conversion, Format, Runner
+from convhub.types import Conversion, Format, Option, Runner
+from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_onnx import onnx_model, tf2onnx_convert
 
@@ -36,6 +37,7 @@ def convhub_conversions():
             convert=tf2onnx_convert.from_saved_model,
             requires=TF2ONNX,
             options=("opset",),
+            env=TF_ENV,
             cost=3.0,
             refuse=tf2onnx_convert.refuse_saved_model,
             description="tf2onnx (SavedModel signature → ONNX), validated by onnx.checker and onnxruntime",
@@ -48,6 +50,7 @@ def convhub_conversions():
             convert=tf2onnx_convert.from_tflite,
             requires=TF2ONNX,
             options=("opset",),
+            env=TF_ENV,
             cost=2.0,
             description="tf2onnx --tflite, validated by onnx.checker and onnxruntime",
         ),
@@ -57,3 +60,10 @@ def convhub_conversions():
 @hookimpl
 def convhub_runners():
     return [Runner("onnx", load=onnx_model.Session, requires=("onnxruntime",), name="onnxruntime")]
+
+
+@hookimpl
+def convhub_options():
+    opsets = tf2onnx_convert.OPSETS
+    return [Option("opset", f"ONNX opset (default {tf2onnx_convert.DEFAULT_OPSET})", type="int",
+                   minimum=opsets[0], maximum=opsets[-1])]

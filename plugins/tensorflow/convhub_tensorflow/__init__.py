@@ -5,9 +5,10 @@ inside the functions that need them, when a conversion or a check actually runs.
 """
 
 from convhub import hookimpl
-from convhub.types import Conversion, Format, Runner
+from convhub.types import Conversion, Format, Option, Runner
 
 from convhub_tensorflow import keras_model, saved_model
+from convhub_tensorflow.frameworks import TF_ENV
 
 
 @hookimpl
@@ -18,6 +19,8 @@ def convhub_formats():
             "Keras 3 model: a .keras or legacy .h5 file, or an in-memory keras.Model",
             read=keras_model.read,
             detect=keras_model.detect,
+            env=TF_ENV,
+            options=("safe_mode",),
             suffix=".keras",
             requires=("keras", "tensorflow"),
         ),
@@ -26,6 +29,8 @@ def convhub_formats():
             "TensorFlow SavedModel directory",
             read=saved_model.read,
             detect=saved_model.detect,
+            env=TF_ENV,
+            options=("signature",),
             directory=True,
             requires=("tensorflow",),
         ),
@@ -41,6 +46,7 @@ def convhub_conversions():
             convert=keras_model.export_saved_model,
             requires=("keras", "tensorflow"),
             cost=2.0,
+            env=TF_ENV,
             description="keras.Model.export(format='tf_saved_model')",
         ),
     ]
@@ -49,6 +55,15 @@ def convhub_conversions():
 @hookimpl
 def convhub_runners():
     return [
-        Runner("keras", load=keras_model.Session, requires=("keras", "tensorflow"), name="keras"),
-        Runner("savedmodel", load=saved_model.Session, requires=("tensorflow",), name="tensorflow"),
+        Runner("keras", load=keras_model.Session, requires=("keras", "tensorflow"), name="keras", env=TF_ENV),
+        Runner("savedmodel", load=saved_model.Session, requires=("tensorflow",), name="tensorflow", env=TF_ENV),
+    ]
+
+
+@hookimpl
+def convhub_options():
+    return [
+        Option("signature", "the signature to convert or run (default serving_default)"),
+        Option("safe_mode", "allow Keras files with Python code (Lambda layers); only for files you trust",
+               type="bool", flag="--unsafe", flag_value=False),
     ]

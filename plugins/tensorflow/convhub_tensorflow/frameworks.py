@@ -7,6 +7,13 @@ the functions that need it: never at module import time.
 
 import os
 
+# The environment of every worker that runs TensorFlow for convhub. With oneDNN's graph
+# rewrites on, Grappler fuses Conv+BiasAdd+HardSwish into a _FusedConv2D with a
+# `_fusedhardswish` activation that the SavedModel then keeps and TF.js cannot run (measured on
+# MobileNetV3Small); without them, the export holds the standard ops every converter takes.
+# The same setting everywhere, so one warm worker serves every TensorFlow hop and runner.
+TF_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+
 
 def tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -6,7 +6,8 @@ imported inside functions only; the npm packages are installed on first use (see
 """
 
 from convhub import hookimpl
-from convhub.types import Conversion, Format, Runner
+from convhub.types import Conversion, Format, Option, Runner
+from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_tfjs import converter, graph_model
 
@@ -33,6 +34,7 @@ def convhub_conversions():
             convert=converter.from_saved_model,
             requires=("tensorflowjs", "tensorflow"),
             cost=3.0,
+            env=TF_ENV,
             refuse=converter.refuse,
             options=("tfjs_quantize", "tfjs_shard_bytes"),
             description="tensorflowjs.converters.convert_tf_saved_model (options: tfjs_quantize, tfjs_shard_bytes)",
@@ -52,3 +54,12 @@ def convhub_runners():
     # Node.js is not a Python module, so `requires` cannot say so: loading raises NodeMissing (a
     # RuntimeMissing) when `node` or `npm` is missing, and the check reports the model not checked.
     return [Runner("tfjs", load=load_session, name="tfjs-node")]
+
+
+@hookimpl
+def convhub_options():
+    return [
+        Option("tfjs_quantize", "TF.js weight quantization", choices=("float16", "uint8", "uint16")),
+        Option("tfjs_shard_bytes", "TF.js weight shard size in bytes (default 4 MiB)", type="int", minimum=1,
+               flag="--shard-size"),
+    ]

@@ -5,7 +5,8 @@ The runner uses `ai-edge-litert`, not TensorFlow, so the parity check exercises 
 """
 
 from convhub import hookimpl
-from convhub.types import Conversion, Format, Runner
+from convhub.types import Conversion, Format, Option, Runner
+from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_tflite import tflite
 
@@ -18,6 +19,7 @@ def convhub_formats():
             "TensorFlow Lite / LiteRT flatbuffer (.tflite)",
             read=tflite.read,
             detect=tflite.detect,
+            options=("signature",),
             suffix=".tflite",
             requires=("ai_edge_litert",),
         )
@@ -33,6 +35,7 @@ def convhub_conversions():
             convert=tflite.from_saved_model,
             requires=("tensorflow",),
             cost=2.0,
+            env=TF_ENV,
             options=("quantize", "int8_io", "representative_data", "select_tf_ops"),
             description="tf.lite.TFLiteConverter.from_saved_model",
         )
@@ -42,3 +45,14 @@ def convhub_conversions():
 @hookimpl
 def convhub_runners():
     return [Runner("tflite", load=tflite.Session, requires=("ai_edge_litert",), name="litert")]
+
+
+@hookimpl
+def convhub_options():
+    return [
+        Option("quantize", "TFLite quantization", choices=("float16", "dynamic", "int8")),
+        Option("representative_data", "calibration inputs (.npz) for --quantize int8 (default: generated from"
+               " the input spec)", type="path"),
+        Option("int8_io", "with --quantize int8: int8 inputs and outputs too", type="bool"),
+        Option("select_tf_ops", "TFLite: allow TensorFlow ops (Flex delegate)", type="bool"),
+    ]

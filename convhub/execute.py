@@ -1,0 +1,299 @@
+"""Executing a plan: every hop and every check as a task in a supervised worker.
+
+Tasks whose inputs are ready run side by side, as many as the pool has workers: the checks of
+finished artifacts overlap the hops still converting, and independent hops (TFLite, ONNX and
+TF.js from one SavedModel) overlap each other when `--jobs` allows. A task whose model lives
+only in the caller's memory (a Keras model object, a JAX callable) runs in the caller's
+process, which already has the framework. Each task's failure, crash or timeout becomes the
+outcome of that hop or check alone; the comparisons are NumPy in this process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from convhub import capture, parity, tasks
+from convhub.errors import ConvhubError, RuntimeMissing
+from convhub.graph import missing_modules
+from convhub.plan import Hop, Target, hops_of
+from convhub.plugins import Registry
+from convhub.results import ArtifactRecord, HopKey, HopOutcome, HopStatus
+from convhub.types import Artifact, Format
+from convhub.workers import DEFAULT_TIMEOUT, Pool, WorkerFailed
+
+Progress = Callable[[str], None]
+
+
+class Runtime:
+    """Where tasks run: the worker pool, or this process for in-memory models."""
+
+    def __init__(self, pool: Pool, timeout: float | None = None):
+        self.pool = pool
+        self.timeout = timeout or DEFAULT_TIMEOUT
+
+    def call(self, fn: Callable[..., Any], args: tuple, *, local: bool = False,
+             env: Mapping[str, str] | None = None) -> Any:
+        if not local:
+            return self.pool.call(fn, args, env=env, timeout=self.timeout)
+        with capture.native_output() as log:
+            try:
+                return fn(*args)
+            except ConvhubError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported like a worker's failure
+                raise WorkerFailed(tasks.first_line(exc), log.text) from exc
+
+    def interrupt(self) -> None:
+        self.pool.kill_busy()
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def failure(what: str, exc: BaseException, who: str) -> str:
+    """One line: what failed and how ('tflite failed: the converter crashed (SIGSEGV)')."""
+    if isinstance(exc, WorkerFailed) and exc.died:
+        return f"{what} failed: {who} {exc}"
+    return f"{what} failed: {tasks.first_line(exc) if not isinstance(exc, ConvhubError) else exc}"
+
+
+def read_source(registry: Registry, runtime: Runtime, thing: Any, fmt: Format | None,
+                options: Mapping[str, Any]) -> Artifact:
+    """Read the source in a worker (a path, or a `file.py:NAME` reference whose code then runs
+    there), or here for an in-memory model."""
+    from convhub.errors import InputError, UsageError
+
+    if fmt is not None:
+        missing = missing_modules(fmt.requires)
+        if missing:
+            raise UsageError(f"reading {fmt.name} models needs {', '.join(missing)}, not installed")
+    local = not isinstance(thing, (str, Path))
+    formats = list(registry.formats.values())
+    what = str(thing) if not local else f"the {type(thing).__name__} object"
+    try:
+        artifact = runtime.call(tasks.read if local else tasks.read_portable, (fmt, formats, thing, dict(options)),
+                                local=local, env=fmt.env if fmt is not None else _common_env(formats))
+    except WorkerFailed as exc:
+        raise InputError(f"reading {what} failed: {'its code ' if isinstance(thing, str) else ''}{exc}") from None
+    return artifact
+
+
+def _common_env(formats: Sequence[Format]) -> Mapping[str, str]:
+    """For a source whose format is not known yet (a `file.py:NAME` reference): the settings
+    every source format agrees on, so the worker that reads it can serve the hops after it."""
+    envs = [dict(f.env) for f in formats if f.read is not None and f.env]
+    return envs[0] if envs and all(e == envs[0] for e in envs) else {}
+
+
+def execute(
+    registry: Registry,
+    runtime: Runtime,
+    source: Artifact,
+    targets: Sequence[Target],
+    workdir: Path,
+    *,
+    check: bool,
+    seed: int,
+    inputs: str | None,
+    atol: float | None,
+    rtol: float | None,
+    progress: Progress,
+) -> dict[HopKey, HopOutcome]:
+    """Convert every hop once and check every artifact; returns one outcome per hop."""
+    run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress)
+    run.start()
+    if check:
+        run.judge(atol, rtol)
+    return run.outcomes
+
+
+class _Execution:
+    """The state of one run's tasks: which are running, what each produced."""
+
+    def __init__(self, registry, runtime, source, targets, workdir, check, seed, inputs, progress):
+        self.registry, self.runtime, self.source, self.workdir = registry, runtime, source, workdir
+        self.check, self.seed, self.inputs, self.progress = check, seed, inputs, progress
+        self.hops = hops_of(targets)
+        self.children: dict[HopKey, list[HopKey]] = {}
+        for key, hop in self.hops.items():
+            self.children.setdefault(hop.parent, []).append(key)
+        self.outcomes: dict[HopKey, HopOutcome] = {}
+        self.outputs: dict[HopKey, dict] = {}  # each run model's outputs on the parity inputs
+        self.runners: dict[HopKey, str] = {}
+        self.reference: dict[str, Any] = {}  # the source's input specs and feeds, or why it could not run
+        self.pending: dict[cf.Future, tuple[str, HopKey]] = {}
+        self.started: dict[HopKey, float] = {}
+        self.destinations: dict[HopKey, Path] = {}
+        self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
+
+    def start(self) -> None:
+        try:
+            if self.check:
+                self.submit_reference()
+            for key in self.children.get((), []):
+                self.submit_hop(key)
+            while self.pending:
+                # With a timeout, so Ctrl-C and SIGTERM are seen at once.
+                done, _ = cf.wait(list(self.pending), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    kind, key = self.pending.pop(future)
+                    getattr(self, f"{kind}_done")(key, future)
+        except BaseException:
+            self.runtime.interrupt()  # Ctrl-C, SIGTERM or bad --inputs: stop what still runs
+            self.threads.shutdown(wait=False, cancel_futures=True)
+            raise
+        self.threads.shutdown(wait=True)
+
+    def add_built(self, name: str, artifact: Artifact) -> HopKey:
+        """An artifact to check that no hop of this run wrote (`convhub check`'s candidates)."""
+        key = ((name, ()),)
+        self.outcomes[key] = HopOutcome(key, None, HopStatus.CONVERTED, artifact)
+        return key
+
+    def submit(self, kind: str, key: HopKey, fn, args: tuple, *, local: bool, env) -> None:
+        if local:
+            # In this thread, one at a time: capturing redirects the process's stdout and stderr,
+            # which overlapping captures in other threads would leave pointing at a log file,
+            # and a converter may call convhub again. Ctrl-C raises here, at once.
+            future: cf.Future = cf.Future()
+            try:
+                future.set_result(self.runtime.call(fn, args, local=True))
+            except Exception as exc:  # noqa: BLE001 - handled with the other outcomes
+                future.set_exception(exc)
+        else:
+            future = self.threads.submit(self.runtime.call, fn, args, local=False, env=env)
+        self.pending[future] = (kind, key)
+
+    def artifact_of(self, key: HopKey) -> Artifact:
+        return self.source if key == () else self.outcomes[key].artifact
+
+    # The source's run, on the parity inputs.
+    def submit_reference(self) -> None:
+        runner = self.registry.runner(self.source.format)
+        if runner is None:
+            self.reference["why"] = f"not checked: no runner for the source format {self.source.format!r} is installed"
+            return
+        self.runners[()] = runner.name
+        self.progress(f"running the source ({self.source.format}, {runner.name})")
+        source = self.source
+        args = (runner, source if source.in_memory else tasks.portable(source),
+                self.registry.formats.get(source.format), self.seed, self.inputs)
+        self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env)
+
+    def reference_done(self, key: HopKey, future: cf.Future) -> None:
+        name = self.runners[()]
+        try:
+            self.reference["specs"], self.reference["feeds"], self.outputs[()] = future.result()
+        except RuntimeMissing as exc:
+            self.reference["why"] = f"not checked: the source's runner {name!r} cannot run here: {exc}"
+            return
+        except ConvhubError as exc:
+            if exc.exit_code == 2:
+                raise  # the user's --inputs do not fit the model: their mistake, exit 2
+            self.reference["why"] = f"not checked: the source model could not be run: {exc}"
+            return
+        for done, outcome in self.outcomes.items():
+            if outcome.status is HopStatus.CONVERTED:
+                self.submit_check(done)
+
+    # Hops.
+    def submit_hop(self, key: HopKey) -> None:
+        hop = self.hops[key]
+        before = self.artifact_of(hop.parent)
+        suffix = self.registry.formats[hop.edge.target].suffix
+        self.destinations[key] = self.workdir / f"{len(self.destinations) + 1}-{hop.edge.target}{suffix}"
+        self.started[key] = time.perf_counter()
+        self.progress(f"converting {hop.edge.source} → {hop.edge.target} ({hop.edge.plugin})")
+        args = (hop.edge, before if before.in_memory else tasks.portable(before),
+                self.registry.formats.get(before.format), self.destinations[key], dict(hop.options))
+        self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env)
+
+    def hop_done(self, key: HopKey, future: cf.Future) -> None:
+        hop = self.hops[key]
+        edge, before = hop.edge, self.artifact_of(hop.parent)
+        try:
+            new_facts = future.result()
+        except ConvhubError as exc:
+            if exc.exit_code == 2:
+                raise  # a bad option value the hop found: the caller's mistake, not a failed converter
+            self.hop_failed(key, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever the converter raised
+            self.hop_failed(key, exc)
+            return
+        dest = self.destinations[key]
+        artifact = Artifact(edge.target, dest, facts={**before.facts, **edge.produces, **new_facts})
+        record = ArtifactRecord(edge.target, None, size_of(dest), edge.plugin, edge.name,
+                                time.perf_counter() - self.started[key], new_facts)
+        self.outcomes[key] = HopOutcome(key, edge, HopStatus.CONVERTED, artifact, record)
+        for child in self.children.get(key, []):
+            self.submit_hop(child)
+        if self.check and "feeds" in self.reference:
+            self.submit_check(key)
+
+    def hop_failed(self, key: HopKey, exc: Exception) -> None:
+        edge = self.hops[key].edge
+        error = failure(f"{edge.source} → {edge.target} ({edge.plugin})", exc, "the converter")
+        self.outcomes[key] = HopOutcome(key, edge, HopStatus.FAILED, error=error)
+        log = getattr(exc, "log", "") or ""
+        if log.strip():
+            self.progress("converter output:\n" + log)
+        if isinstance(exc, WorkerFailed) and exc.died and hasattr(self.registry, "mark_broken"):
+            self.registry.mark_broken(edge.plugin, f"its converter {exc}")
+        self.skip_below(key, error)
+
+    def skip_below(self, key: HopKey, error: str) -> None:
+        for child in self.children.get(key, []):
+            self.outcomes[child] = HopOutcome(child, self.hops[child].edge, HopStatus.SKIPPED, error=error)
+            self.skip_below(child, error)
+
+    # Checks of what the hops wrote.
+    def submit_check(self, key: HopKey) -> None:
+        artifact = self.outcomes[key].artifact
+        runner = self.registry.runner(artifact.format)
+        if runner is None:
+            needs = sorted({m for r in self.registry.runners.get(artifact.format, []) for m in missing_modules(r.requires)})
+            why = f"not checked: no runner for {artifact.format!r} is installed" + (
+                f" (needs {', '.join(needs)})" if needs else "")
+            self.outcomes[key].check = parity.ParityEntry(artifact.format, False, False, reason=why)
+            return
+        self.runners[key] = runner.name
+        self.progress(f"checking {artifact.format} with {runner.name}")
+        args = (runner, artifact, self.reference["feeds"], self.reference["specs"])
+        self.submit("check", key, tasks.run_candidate, args, local=False, env=runner.env)
+
+    def check_done(self, key: HopKey, future: cf.Future) -> None:
+        artifact, name = self.outcomes[key].artifact, self.runners[key]
+        try:
+            self.outputs[key] = future.result()
+        except RuntimeMissing as exc:
+            self.outcomes[key].check = parity.ParityEntry(artifact.format, False, False, name, reason=f"not checked: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a produced artifact its runtime rejects is a failure
+            self.outcomes[key].check = parity.ParityEntry(
+                artifact.format, True, False, name, reason=failure(name, exc, "its runtime"))
+
+    def judge(self, atol: float | None, rtol: float | None) -> None:
+        """Compare every artifact's outputs with the source's, and with the hop's before it."""
+        why = self.reference.get("why")
+        for key, outcome in self.outcomes.items():
+            if outcome.status is not HopStatus.CONVERTED:
+                continue
+            artifact = outcome.artifact
+            tol = parity.tolerance_for(artifact.facts.get("precision"), atol, rtol)
+            if outcome.check is not None:
+                outcome.check.tolerance = outcome.check.tolerance or tol
+                continue
+            if why or key not in self.outputs:
+                outcome.check = parity.ParityEntry(artifact.format, False, False, tolerance=tol,
+                                                   reason=why or "not checked")
+                continue
+            parent = self.hops[key].parent if key in self.hops else ()
+            previous = (self.outcomes[parent].artifact.format, self.outputs[parent]) if parent in self.outputs and parent else None
+            outcome.check = parity.judge(artifact.format, self.runners[key], self.outputs[()], self.outputs[key],
+                                         tol, previous)

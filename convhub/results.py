@@ -1,0 +1,204 @@
+"""What a run did, as records: one outcome per hop, and the per-target and per-check views of them.
+
+The terminal summary, `--json`, the HTML report and the library's return values are all views
+of these records; nothing else keeps state about a run.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convhub import parity
+from convhub.graph import Route
+from convhub.jsonout import jsonable
+from convhub.types import Artifact, Conversion
+
+
+class HopStatus(enum.Enum):
+    CONVERTED = "converted"
+    FAILED = "failed"  # the converter raised, crashed, exited or hung
+    SKIPPED = "skipped"  # an earlier hop on its route failed
+
+
+class CheckStatus(enum.Enum):
+    PASSED = "passed"
+    DRIFTED = "drifted"  # ran, and differs from the source beyond tolerance (or could not be run)
+    UNCHECKED = "unchecked"  # no runtime here can run it
+    NOT_RUN = "not run"  # the check was switched off, or its hop did not convert
+
+    @classmethod
+    def of(cls, entry: parity.ParityEntry | None) -> CheckStatus:
+        if entry is None:
+            return cls.NOT_RUN
+        if not entry.checked:
+            return cls.UNCHECKED
+        return cls.PASSED if entry.passed else cls.DRIFTED
+
+
+@dataclass
+class ArtifactRecord:
+    format: str
+    path: Path | None  # None for an intermediate that was not kept
+    bytes: int
+    plugin: str
+    conversion: str
+    seconds: float
+    facts: dict[str, Any] = field(default_factory=dict)  # what the hop reported about what it wrote
+
+    def to_json(self) -> dict:
+        return {
+            "format": self.format,
+            "path": str(self.path) if self.path else None,
+            "bytes": self.bytes,
+            "plugin": self.plugin,
+            "conversion": self.conversion,
+            "seconds": round(self.seconds, 3),
+            "facts": jsonable(self.facts),
+        }
+
+
+HopKey = tuple  # the hops up to this one, each with the options it reads: equal keys convert once
+
+
+@dataclass
+class HopOutcome:
+    """One hop of the run: converted once, however many routes share it."""
+
+    key: HopKey
+    edge: Conversion | None  # None for an artifact checked but not converted (`convhub check`)
+    status: HopStatus
+    artifact: Artifact | None = None
+    record: ArtifactRecord | None = None
+    error: str = ""
+    check: parity.ParityEntry | None = None
+
+    @property
+    def check_status(self) -> CheckStatus:
+        return CheckStatus.of(self.check)
+
+
+@dataclass
+class ConversionResult:
+    """What converting to one target did: the route, each artifact, each parity check."""
+
+    source: str
+    route: Route
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    parity: list[parity.ParityEntry] = field(default_factory=list)
+    output: Path | None = None
+    seed: int | None = 0
+    inputs: str = "random"  # or the user's .npz
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    failed_hop: bool = False  # a converter failed (ConversionError), rather than the check (ParityError)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def target(self) -> str:
+        return self.route.formats[-1]
+
+    @property
+    def weak_evidence(self) -> list[str]:
+        return [w for p in self.parity for w in (getattr(p, "weak_evidence", None) or [])]
+
+    def __repr__(self) -> str:  # the fields are long; this is what a person wants to see
+        state = "ok" if self.ok else f"FAILED: {self.error}"
+        return f"<ConversionResult {self.route} → {self.output or 'not written'}: {state}>"
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "target": self.target,
+            "route": self.route.formats,
+            "hops": self.route.to_json()["hops"],
+            "artifacts": [a.to_json() for a in self.artifacts],
+            "parity": [p.to_json() for p in self.parity],
+            "output": str(self.output) if self.output else None,
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "facts": jsonable(self.facts),
+            "error": self.error or None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def result_for(route: Route, outcomes: list[HopOutcome], source: Artifact, check: bool, seed: int | None,
+               inputs: str) -> ConversionResult:
+    """The view of one target: its route's outcomes, and the first thing that went wrong on it."""
+    result = ConversionResult(
+        source=source.format, route=route, seed=seed, inputs=inputs, facts=dict(source.facts),
+        artifacts=[o.record for o in outcomes if o.record is not None],
+        parity=[o.check for o in outcomes if o.check is not None],
+    )
+    failed = next((o for o in outcomes if o.status is not HopStatus.CONVERTED), None)
+    if failed is not None:
+        result.error = failed.error or f"{failed.edge.source} → {failed.edge.target} did not run"
+        result.failed_hop = True
+    elif check:
+        # An intermediate no runtime could check is tolerated; an unchecked final artifact is not.
+        last = len(result.parity) - 1
+        blame = [
+            blame_for(entry, result.parity[i - 1] if i else None)
+            for i, entry in enumerate(result.parity)
+            if (entry.checked and not entry.passed) or (not entry.checked and i == last)
+        ]
+        if not result.parity:
+            blame = ["the check did not run"]
+        result.error = "; ".join(blame)
+    return result
+
+
+def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None) -> str:
+    """Say which output failed and, when the hop before it still matched the source, which hop
+    added the error."""
+    if not entry.checked:
+        return f"{entry.format}: {entry.reason}"
+    where = f"{entry.format}"
+    added_here = before is None or (before.checked and before.passed)
+    if entry.previous and added_here and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
+        where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
+    return f"{where}: {entry.reason}"
+
+
+@dataclass
+class CheckResult:
+    """`convhub check`: artifacts compared with a reference, nothing converted."""
+
+    reference: Artifact
+    parity: list[parity.ParityEntry]
+    candidates: list[Artifact]
+    seed: int | None = 0
+    inputs: str = "random"
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.parity) and all(p.checked and p.passed for p in self.parity)
+
+    @property
+    def error(self) -> str:
+        return "; ".join(f"{p.format} ({c.path}): {p.reason}" for p, c in zip(self.parity, self.candidates) if not p.passed)
+
+    def __repr__(self) -> str:
+        return f"<CheckResult {len(self.candidates)} against {self.reference.format}: {'ok' if self.ok else 'FAILED'}>"
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "reference": {"format": self.reference.format, "path": str(self.reference.path) if self.reference.path else None},
+            "candidates": [{"format": c.format, "path": str(c.path) if c.path else None} for c in self.candidates],
+            "parity": [p.to_json() for p in self.parity],
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "facts": jsonable(self.reference.facts),
+            "error": self.error or None,
+            "seconds": round(self.seconds, 3),
+        }

@@ -1,0 +1,147 @@
+"""What runs inside a worker (or, for an in-memory model, in the caller's process).
+
+Each task takes and returns small records: Artifacts without their in-memory model, NumPy
+feeds and outputs, facts. A worker keeps the sources it read, so the hops and the runner that
+need the loaded model (a Keras model, a JAX function) do not load it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from convhub.errors import ConversionError, ConvhubError, InputError, UsageError
+from convhub.types import Artifact, Conversion, Format, Runner
+
+_sources: dict[tuple, Artifact] = {}  # this process's sources, with their models
+
+
+def _reference_key(reference: str) -> tuple:
+    """A reference's module may change between two calls of a library session: its file's
+    modification time is part of the key."""
+    file = reference.rpartition(":")[0]
+    try:
+        return ("reference", reference, os.stat(file).st_mtime_ns)
+    except OSError:
+        return ("reference", reference)
+
+
+def _origin(artifact: Artifact) -> tuple | None:
+    if artifact.reference is not None:
+        return _reference_key(artifact.reference)
+    if artifact.path is not None:
+        try:
+            st = os.stat(artifact.path)
+        except OSError:
+            return None
+        return ("path", artifact.format, str(artifact.path), st.st_mtime_ns, st.st_size)
+    return None
+
+
+def portable(artifact: Artifact) -> Artifact:
+    """The artifact as it travels between processes: everything but the in-memory model."""
+    return dataclasses.replace(artifact, model=None) if artifact.model is not None else artifact
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def read(fmt: Format | None, formats: Sequence[Format], thing: Any, options: Mapping[str, Any]) -> Artifact:
+    """Read a source: a path, an object, or a `file.py:NAME` reference (imported here, so its
+    code runs in the worker). `fmt` None: detected among `formats`."""
+    reference = None
+    if isinstance(thing, str):
+        from convhub import pyref
+
+        cached = _sources.get(_reference_key(thing))
+        if cached is not None:
+            return cached
+        reference, thing = thing, pyref.load(thing)
+    if fmt is None:
+        fmt = detect(formats, thing)
+    if fmt.read is None:
+        raise UsageError(f"format {fmt.name!r} cannot be read as a source")
+    try:
+        artifact = fmt.read(thing, dict(options))
+    except ConvhubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the framework's loader said no
+        what = thing if isinstance(thing, Path) else (reference or f"the {type(thing).__name__} object")
+        raise InputError(f"{what} is not a readable {fmt.name} model: {first_line(exc)}") from exc
+    if not isinstance(artifact, Artifact):
+        raise ConversionError(f"format {fmt.name!r} (plugin {fmt.plugin}) read() returned a {type(artifact).__name__}")
+    if reference is not None:
+        artifact = dataclasses.replace(artifact, reference=reference)
+    key = _origin(artifact)
+    if key is not None and artifact.model is not None:
+        _sources.clear()  # one source per worker is enough; models are large
+        _sources[key] = artifact
+    return artifact
+
+
+def read_portable(fmt: Format | None, formats: Sequence[Format], thing: Any, options: Mapping[str, Any]) -> Artifact:
+    """read() in a worker: the model stays there (kept for the next tasks), the facts travel."""
+    return portable(read(fmt, formats, thing, options))
+
+
+def detect(formats: Sequence[Format], thing: Any) -> Format:
+    found = []
+    for f in formats:
+        try:
+            if f.detect is not None and f.detect(thing):
+                found.append(f)
+        except Exception:  # noqa: BLE001 - a broken detect() only means "not mine"
+            continue
+    if len(found) == 1:
+        return found[0]
+    what = f"a {type(thing).__name__} object"
+    if not found:
+        raise InputError(f"cannot tell which format {what} is; name it with --from (or source=...)")
+    raise InputError(f"{what} could be any of {', '.join(f.name for f in found)}; name the source format with --from")
+
+
+def materialize(artifact: Artifact, fmt: Format | None) -> Artifact:
+    """The artifact with its in-memory model when this process has it or can load it again."""
+    if artifact.model is not None:
+        return artifact
+    key = _origin(artifact)
+    if key in _sources:
+        return dataclasses.replace(artifact, model=_sources[key].model)
+    if artifact.reference is not None and fmt is not None:
+        return read(fmt, [], artifact.reference, {})
+    return artifact
+
+
+def convert(edge: Conversion, artifact: Artifact, source_fmt: Format | None, destination: Path,
+            options: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one hop; returns the facts it reported. A hop that wrote nothing has failed."""
+    artifact = materialize(artifact, source_fmt)
+    returned = edge.convert(artifact, destination, options)
+    if returned is not None and not isinstance(returned, Mapping):
+        raise ConversionError(f"it returned a {type(returned).__name__}, not a dict of facts or None")
+    if not destination.exists():
+        raise ConversionError(f"the converter wrote nothing at {destination.name}")
+    return dict(returned or {})
+
+
+def run_reference(runner: Runner, artifact: Artifact, fmt: Format | None, seed: int,
+                  inputs: str | None) -> tuple[list, dict, dict]:
+    """Run the source on seeded inputs or the user's .npz: (its input specs, the feeds, the outputs)."""
+    from convhub import parity
+
+    session = runner.load(materialize(artifact, fmt))
+    specs = list(session.inputs)
+    feeds = parity.load_inputs(inputs, specs) if inputs is not None else parity.make_inputs(specs, seed)
+    return specs, feeds, dict(session.run(feeds))
+
+
+def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence) -> dict:
+    """Run an artifact on the source's inputs, re-keyed by its own input names."""
+    from convhub import parity
+
+    session = runner.load(artifact)
+    return dict(session.run(parity.match_feeds(feeds, source_specs, session.inputs)))
