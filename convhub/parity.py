@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from convhub.errors import InputError
+from convhub.errors import InputError, UsageError
 from convhub.types import TensorSpec
 
 DEFAULT_BATCH = 3  # > 1, so a batch dim that a converter froze to 1 is caught
@@ -31,6 +32,13 @@ class Tolerance:
     rtol: float
     span: float = 0.0
     min_top1: float | None = None
+
+    def __post_init__(self) -> None:
+        # A NaN bound makes every comparison false, so nothing would ever be "beyond" it.
+        for name in ("atol", "rtol", "span"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be a finite number ≥ 0, not {value!r}")
 
     def to_json(self) -> dict:
         return {"atol": self.atol, "rtol": self.rtol, "span": self.span, "min_top1": self.min_top1}
@@ -64,6 +72,8 @@ def tolerance_for(precision: str | None, atol: float | None = None, rtol: float 
 def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH) -> dict[str, np.ndarray]:
     """Seeded inputs for a model's input specs: the leading dynamic dim becomes `batch`,
     other dynamic dims DEFAULT_DYNAMIC_SIZE; floats uniform in [-1, 1), integers in [0, 10), booleans."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"the seed must be a whole number ≥ 0, not {seed!r}")
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:
@@ -71,6 +81,8 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
             (batch if i == 0 else DEFAULT_DYNAMIC_SIZE) if d is None or d < 0 else d
             for i, d in enumerate(spec.shape)
         )
+        if 0 in shape:  # an input of no values: whatever the model computes is never compared
+            raise InputError(f"input {spec.name!r} has shape {spec.shape}: no values to check on")
         dtype = np.dtype(spec.dtype)
         if dtype == np.bool_:
             value = rng.random(shape) < 0.5
@@ -82,16 +94,47 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
     return feeds
 
 
-def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-    """The user's own inputs from an .npz: keyed by input name, or positional (arr_0...) in input order."""
+MAX_INPUTS_FILE = 2 << 30
+
+
+def read_npz(path: str | Path, flag: str = "--inputs") -> dict[str, np.ndarray]:
+    """The arrays of a user's .npz, refused (InputError, one line) unless each is numeric (or
+    bool), holds at least one value, and is finite: a check on NaN or on nothing proves nothing.
+    Looked at with stat() before it is opened, so a FIFO or a device cannot block or flood."""
+    import os
+    import stat
+
     path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path} is not a regular file, so not an .npz for {flag}")
+    if st.st_size > MAX_INPUTS_FILE:
+        raise InputError(f"{path} is {st.st_size / 2**30:.1f} GiB; {flag} takes up to {MAX_INPUTS_FILE / 2**30:.0f} GiB")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
     except Exception as exc:  # noqa: BLE001 - numpy's many ways of saying "not an npz"
         raise InputError(f"{path} is not a NumPy .npz file: {exc}") from None
+    if not isinstance(arrays, dict) or not arrays:
+        raise InputError(f"{path} holds no arrays")
+    for name, value in arrays.items():
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+            raise InputError(f"{path}: array {name!r} is {value.dtype}, not numeric")
+        if value.size == 0:
+            raise InputError(f"{path}: array {name!r} has shape {value.shape}: no values to check on")
+        if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise InputError(f"{path}: array {name!r} holds {bad} NaN or infinite values; inputs must be finite")
+    return arrays
+
+
+def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """The user's own inputs from an .npz: keyed by input name, or positional (arr_0...) in input order."""
+    arrays = read_npz(path)
+    path = Path(path)
     names = [s.name for s in specs]
     if set(names) <= set(arrays):
         chosen = {n: arrays[n] for n in names}
@@ -136,6 +179,7 @@ class OutputDiff:
     reason: str = ""
     candidate_name: str = ""
     histogram: dict | None = None  # log10 |error| bins, for the HTML report
+    weak: str = ""  # why a pass on this output proves little (the source barely depends on its inputs)
 
     def to_json(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -159,10 +203,14 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         return OutputDiff(name, False, reason=f"{int(mismatched.sum())} non-finite values (NaN/inf) differ from the reference",
                           candidate_name=candidate_name)
     both = finite_ref & finite_cand
+    if ref.size == 0:
+        return OutputDiff(name, False, reason="the source's output is empty: nothing to compare",
+                          candidate_name=candidate_name)
+    if not both.any():
+        return OutputDiff(name, False, reason="no finite value to compare (every value is NaN or infinite)",
+                          candidate_name=candidate_name)
     ref64, cand64 = np.where(both, ref64, 0.0), np.where(both, cand64, 0.0)
     err = np.abs(cand64 - ref64)
-    if err.size == 0:
-        return OutputDiff(name, True, 0.0, 0.0, 0.0, 0.0, None, 0.0, candidate_name=candidate_name)
     bound = tol.atol + tol.rtol * np.abs(ref64) + tol.span * float(np.ptp(ref64))
     beyond = err > bound
     norms = np.linalg.norm(ref64) * np.linalg.norm(cand64)
@@ -195,7 +243,34 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         reason="; ".join(reasons),
         candidate_name=candidate_name,
         histogram=histogram,
+        weak=weak_evidence(ref64, both, tol),
     )
+
+
+def weak_evidence(ref: np.ndarray, finite: np.ndarray, tol: Tolerance) -> str:
+    """Why matching this reference output proves little, or "".
+
+    A pass means "within tolerance of the source". When the source's outputs for different
+    inputs are themselves within that tolerance of each other (random-init networks often give
+    logits of ~1e-11, or the same row for every input), a model that ignores its inputs, or
+    outputs zeros, passes too. Measured on the source's output only, so it never depends on the
+    candidate: all |values| within atol of zero; rows (the batch) that differ by less than the
+    tolerance; a constant output.
+    """
+    values = ref[finite] if ref.shape == finite.shape else ref.ravel()
+    if values.size == 0:
+        return ""
+    typical = tol.atol + tol.rtol * float(np.median(np.abs(values))) + tol.span * float(np.ptp(values))
+    if float(np.max(np.abs(values))) <= tol.atol:
+        return f"every value is within atol={tol.atol:g} of 0 (largest {float(np.max(np.abs(values))):.2g}): an all-zero output would pass"
+    if ref.ndim >= 1 and ref.shape[0] >= 2 and ref.shape == finite.shape:
+        spread = float(np.max(np.ptp(np.where(finite, ref, np.nan), axis=0), initial=0.0, where=finite.all(axis=0)))
+        if spread <= typical:
+            return (f"the outputs for the {ref.shape[0]} inputs differ by at most {spread:.2g}, within the"
+                    f" tolerance (~{typical:.2g}): a model that ignores its inputs would pass")
+    if float(np.ptp(values)) <= typical:
+        return f"the output is constant within the tolerance (range {float(np.ptp(values)):.2g})"
+    return ""
 
 
 def pair_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> list[tuple[str, str]] | str:
@@ -237,6 +312,11 @@ class ParityEntry:
     def max_abs_diff(self) -> float | None:
         return max((o.max_abs_diff for o in self.outputs), default=None) if self.checked else None
 
+    @property
+    def weak_evidence(self) -> list[str]:
+        """One line per output whose pass proves little (see parity.weak_evidence)."""
+        return [f"{self.format} output {o.name!r}: {o.weak}" for o in self.outputs if o.weak] if self.checked else []
+
     def to_json(self) -> dict:
         return {
             "format": self.format,
@@ -249,6 +329,8 @@ class ParityEntry:
             "previous": self.previous or None,
             "vs_previous": [o.to_json() for o in self.vs_previous],
             "reason": self.reason,
+            "evidence": ("weak" if self.weak_evidence else "strong") if self.checked and self.passed else None,
+            "weak_evidence": self.weak_evidence,
         }
 
 

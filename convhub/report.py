@@ -15,7 +15,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:
 h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0 1em} td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
 th{background:#f6f6f6} td:first-child,th:first-child{text-align:left}
-.ok{color:#17803d;font-weight:600} .bad{color:#b3261e;font-weight:600} .muted{color:#777}
+.ok{color:#17803d;font-weight:600} .weak{color:#9a6700;font-weight:600} .bad{color:#b3261e;font-weight:600} .muted{color:#777}
 .route{font-size:1.1em;font-family:monospace} .plots{display:flex;flex-wrap:wrap;gap:16px}
 figure{margin:0} figcaption{font-size:12px;color:#555}
 """
@@ -67,6 +67,8 @@ def _entry_section(entry: ParityEntry) -> str:
              f' <span class="muted">({html.escape(entry.runner or "no runner")}; tolerance {html.escape(str(entry.tolerance or ""))})</span></h3>']
     if entry.reason:
         parts.append(f"<p class=\"{status}\">{html.escape(entry.reason)}</p>")
+    for line in entry.weak_evidence:  # a pass that proves little must not look like a plain pass
+        parts.append(f'<p class="weak">weak evidence: {html.escape(line)}</p>')
     if entry.outputs:
         prev = {d.name: d for d in entry.vs_previous}
         rows = "".join(
