@@ -57,7 +57,7 @@ def test_route_and_plugins_name_the_new_target(site):
     assert [(h["to"], h["plugin"]) for h in hops] == [("savedmodel", "tensorflow"), ("tflite", "tflite"), ("tflm", "tflm")]
     plugins = {p["name"]: p for p in json.loads(run(site, CONVHUB, "plugins", "--json").stdout)}
     assert plugins["tflm"] == {"name": "tflm", "version": "0.1.0", "formats": ["tflm"],
-                               "conversions": ["tflite->tflm"], "runners": ["cc+litert"]}
+                               "conversions": ["tflite->tflm"], "runners": ["cc+litert"], "options": [], "broken": ""}
 
 
 def test_convert_to_the_new_target_writes_c_that_compiles(site, tmp_path):

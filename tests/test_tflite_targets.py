@@ -84,7 +84,7 @@ def test_bad_quantization_options_are_usage_errors(tmp_path, cnn, capsys):
 
         check_options({"int8_io": True})
     code = cli.main(["convert", "keras→tflite", "x.keras", "-o", str(tmp_path / "o"), "--quantize", "int4"])
-    assert code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
+    assert code == 2 and "--quantize (quantize): choose one of float16, dynamic, int8, not 'int4'" in capsys.readouterr().err
 
 
 def test_several_targets_share_hops_and_keep_intermediates(tmp_path, cnn, capsys):
