@@ -104,9 +104,11 @@ def execute(
     atol: float | None,
     rtol: float | None,
     progress: Progress,
+    read_options: Mapping[str, Any] | None = None,
 ) -> dict[HopKey, HopOutcome]:
-    """Convert every hop once and check every artifact; returns one outcome per hop."""
-    run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress)
+    """Convert every hop once and check every artifact; returns one outcome per hop.
+    `read_options`: what the source was read with, so another worker can read it again."""
+    run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options)
     run.start()
     if check:
         run.judge(atol, rtol)
@@ -116,7 +118,7 @@ def execute(
 class _Execution:
     """The state of one run's tasks: which are running, what each produced."""
 
-    def __init__(self, registry, runtime, source, targets, workdir, check, seed, inputs, progress):
+    def __init__(self, registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options=None):
         self.registry, self.runtime, self.source, self.workdir = registry, runtime, source, workdir
         self.check, self.seed, self.inputs, self.progress = check, seed, inputs, progress
         self.hops = hops_of(targets)
@@ -130,6 +132,7 @@ class _Execution:
         self.pending: dict[cf.Future, tuple[str, HopKey]] = {}
         self.started: dict[HopKey, float] = {}
         self.destinations: dict[HopKey, Path] = {}
+        self.read_options = dict(read_options or {})
         self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
 
     def start(self) -> None:
@@ -170,6 +173,9 @@ class _Execution:
             future = self.threads.submit(self.runtime.call, fn, args, local=False, env=env)
         self.pending[future] = (kind, key)
 
+    def source_to_read(self) -> tuple[Format | None, dict[str, Any]]:
+        return self.registry.formats.get(self.source.format), self.read_options
+
     def artifact_of(self, key: HopKey) -> Artifact:
         return self.source if key == () else self.outcomes[key].artifact
 
@@ -183,7 +189,7 @@ class _Execution:
         self.progress(f"running the source ({self.source.format}, {runner.name})")
         source = self.source
         args = (runner, source if source.in_memory else tasks.portable(source),
-                self.registry.formats.get(source.format), self.seed, self.inputs)
+                self.source_to_read(), self.seed, self.inputs)
         self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env)
 
     def reference_done(self, key: HopKey, future: cf.Future) -> None:
@@ -211,7 +217,7 @@ class _Execution:
         self.started[key] = time.perf_counter()
         self.progress(f"converting {hop.edge.source} → {hop.edge.target} ({hop.edge.plugin})")
         args = (hop.edge, before if before.in_memory else tasks.portable(before),
-                self.registry.formats.get(before.format), self.destinations[key], dict(hop.options))
+                self.source_to_read() if hop.parent == () else None, self.destinations[key], dict(hop.options))
         self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env)
 
     def hop_done(self, key: HopKey, future: cf.Future) -> None:

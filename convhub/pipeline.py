@@ -186,7 +186,7 @@ def run_many(
     try:
         outcomes = execute(registry, runtime, source_artifact, planned, workdir, check=check, seed=seed,
                            inputs=str(inputs) if inputs is not None else None, atol=atol, rtol=rtol,
-                           progress=progress)
+                           progress=progress, read_options=options)
         results = [
             result_for(t.route, [outcomes[k] for k in t.keys if k in outcomes], source_artifact, check,
                        seed if inputs is None else None, str(inputs) if inputs is not None else "random")
@@ -324,7 +324,7 @@ def check(
     for candidate in candidates:
         progress(f"reading {describe(candidate)}")
         read.append(_read_in_worker(registry, runtime, candidate, _source_format(registry, candidate, None), options or {}))
-    entries = _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress)
+    entries = _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress, options or {})
     return CheckResult(
         ref, entries, read,
         seed=seed if inputs is None else None, inputs=str(inputs) if inputs is not None else "random",
@@ -332,12 +332,12 @@ def check(
     )
 
 
-def _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress) -> list:
+def _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress, read_options) -> list:
     """The checks of `convhub check`: each candidate is checked as if a hop had written it."""
     from convhub.execute import _Execution
 
     run = _Execution(registry, runtime, ref, [], Path(tempfile.gettempdir()), True, seed,
-                     str(inputs) if inputs is not None else None, progress)
+                     str(inputs) if inputs is not None else None, progress, read_options)
     keys = [run.add_built(f"candidate-{i}", artifact) for i, artifact in enumerate(read)]
     run.start()
     run.judge(atol, rtol)

@@ -104,22 +104,28 @@ def detect(formats: Sequence[Format], thing: Any) -> Format:
     raise InputError(f"{what} could be any of {', '.join(f.name for f in found)}; name the source format with --from")
 
 
-def materialize(artifact: Artifact, fmt: Format | None) -> Artifact:
-    """The artifact with its in-memory model when this process has it or can load it again."""
+def materialize(artifact: Artifact, fmt: Format | None, read_options: Mapping[str, Any]) -> Artifact:
+    """The artifact with its in-memory model when this process has it or can load it again: a
+    hop may run in another worker than the one that read the source (that one was busy)."""
     if artifact.model is not None:
         return artifact
     key = _origin(artifact)
     if key in _sources:
         return dataclasses.replace(artifact, model=_sources[key].model)
-    if artifact.reference is not None and fmt is not None:
-        return read(fmt, [], artifact.reference, {})
+    if fmt is not None and fmt.read is not None and artifact.format == fmt.name:
+        thing = artifact.reference if artifact.reference is not None else artifact.path
+        if thing is not None:
+            again = read(fmt, [], thing, read_options)
+            return dataclasses.replace(artifact, model=again.model)
     return artifact
 
 
-def convert(edge: Conversion, artifact: Artifact, source_fmt: Format | None, destination: Path,
-            options: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one hop; returns the facts it reported. A hop that wrote nothing has failed."""
-    artifact = materialize(artifact, source_fmt)
+def convert(edge: Conversion, artifact: Artifact, source: tuple[Format, Mapping[str, Any]] | None,
+            destination: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one hop; returns the facts it reported. A hop that wrote nothing has failed.
+    `source`: the source's format and reading options when this hop starts from the source."""
+    if source is not None:
+        artifact = materialize(artifact, *source)
     returned = edge.convert(artifact, destination, options)
     if returned is not None and not isinstance(returned, Mapping):
         raise ConversionError(f"it returned a {type(returned).__name__}, not a dict of facts or None")
@@ -128,12 +134,12 @@ def convert(edge: Conversion, artifact: Artifact, source_fmt: Format | None, des
     return dict(returned or {})
 
 
-def run_reference(runner: Runner, artifact: Artifact, fmt: Format | None, seed: int,
+def run_reference(runner: Runner, artifact: Artifact, source: tuple[Format, Mapping[str, Any]], seed: int,
                   inputs: str | None) -> tuple[list, dict, dict]:
     """Run the source on seeded inputs or the user's .npz: (its input specs, the feeds, the outputs)."""
     from convhub import parity
 
-    session = runner.load(materialize(artifact, fmt))
+    session = runner.load(materialize(artifact, *source))
     specs = list(session.inputs)
     feeds = parity.load_inputs(inputs, specs) if inputs is not None else parity.make_inputs(specs, seed)
     return specs, feeds, dict(session.run(feeds))

@@ -57,7 +57,10 @@ def test_the_same_format_from_two_plugins_names_both(capsys):
             return [Format("tflite", "another tflite")]
 
     registry = build_registry([("clash", Clash())])
-    message = "format 'tflite' is defined by both plugin 'tflite' and plugin 'clash'; 'clash''s is ignored"
+    message = (
+        "format 'tflite' of plugin 'clash' (registered in code) is already provided by plugin 'tflite' "
+        "(distribution convhub-tflite 0.1.0); plugin 'clash' is skipped"
+    )
     assert registry.problems == [message]
     assert capsys.readouterr().err == f"convhub: warning: {message}\n"
     assert registry.formats["tflite"].plugin == "tflite"  # the built-in keeps the name
