@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from convhub import capture, parity, tasks
 from convhub.errors import ConvhubError, RuntimeMissing
 from convhub.graph import missing_modules
-from convhub.plan import Hop, Target, hops_of
+from convhub.plan import Target, hops_of
 from convhub.plugins import Registry
 from convhub.results import ArtifactRecord, HopKey, HopOutcome, HopStatus
 from convhub.types import Artifact, Format
@@ -35,9 +35,9 @@ class Runtime:
         self.timeout = timeout or DEFAULT_TIMEOUT
 
     def call(self, fn: Callable[..., Any], args: tuple, *, local: bool = False,
-             env: Mapping[str, str] | None = None) -> Any:
+             env: Mapping[str, str] | None = None, warm_spare: bool = False) -> Any:
         if not local:
-            return self.pool.call(fn, args, env=env, timeout=self.timeout)
+            return self.pool.call(fn, args, env=env, timeout=self.timeout, warm_spare=warm_spare)
         with capture.native_output() as log:
             try:
                 return fn(*args)
@@ -64,9 +64,11 @@ def failure(what: str, exc: BaseException, who: str) -> str:
 
 
 def read_source(registry: Registry, runtime: Runtime, thing: Any, fmt: Format | None,
-                options: Mapping[str, Any]) -> Artifact:
+                options: Mapping[str, Any], *, warm_spare: bool = False) -> Artifact:
     """Read the source in a worker (a path, or a `file.py:NAME` reference whose code then runs
-    there), or here for an in-memory model."""
+    there), or here for an in-memory model. `warm_spare`: a model file is read in a second new
+    worker at the same time, for a run whose next tasks can run side by side (a user's module is
+    not: its code runs once)."""
     from convhub.errors import InputError, UsageError
 
     if fmt is not None:
@@ -78,7 +80,8 @@ def read_source(registry: Registry, runtime: Runtime, thing: Any, fmt: Format | 
     what = str(thing) if not local else f"the {type(thing).__name__} object"
     try:
         artifact = runtime.call(tasks.read if local else tasks.read_portable, (fmt, formats, thing, dict(options)),
-                                local=local, env=fmt.env if fmt is not None else _common_env(formats))
+                                local=local, env=fmt.env if fmt is not None else _common_env(formats),
+                                warm_spare=warm_spare and isinstance(thing, Path))
     except WorkerFailed as exc:
         raise InputError(f"reading {what} failed: {'its code ' if isinstance(thing, str) else ''}{exc}") from None
     return artifact

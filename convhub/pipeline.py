@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from convhub import parity, plan, validate, workers  # noqa: F401 - parity is part of the API
-from convhub.errors import ConversionError, InputError, ParityError, UsageError
+from convhub.errors import ConversionError, ParityError, UsageError
 from convhub.execute import Runtime, execute
 from convhub.execute import read_source as _read_in_worker
 from convhub.graph import Route
@@ -171,7 +171,10 @@ def run_many(
         _plan_early(registry, src_format, targets, forced, options)
     runtime = Runtime(workers.shared_pool(jobs), timeout)
     progress(f"reading {describe(model)}")
-    source_artifact = _read_in_worker(registry, runtime, model, src_format, options)
+    # Several targets' hops and checks go side by side in two warm workers. (One target's hop
+    # and source run are too short to repay a second framework import: measured, see README.)
+    source_artifact = _read_in_worker(registry, runtime, model, src_format, options,
+                                      warm_spare=len(targets) > 1)
     chosen = {t: forced.get(t) or registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}
     if inputs is not None and source_artifact.facts.get("inputs"):
         parity.load_inputs(inputs, source_artifact.facts["inputs"])  # they fit the model, before any hop

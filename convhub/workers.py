@@ -155,12 +155,10 @@ class Worker:
         self.process.wait()
 
     def stop(self) -> None:
-        """End an idle worker politely: closing the socket ends its loop."""
+        """End an idle worker. At once: it holds nothing worth a polite exit, and a Python with
+        TensorFlow loaded takes seconds to tear itself down, which the user would wait for."""
+        self.kill()
         self.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -189,12 +187,34 @@ class Pool:
         self.closed = False
 
     def call(self, fn: Callable[..., Any], args: tuple = (), *, env: Mapping[str, str] | None = None,
-             timeout: float = DEFAULT_TIMEOUT) -> Any:
+             timeout: float = DEFAULT_TIMEOUT, warm_spare: bool = False) -> Any:
+        """fn(*args) in a worker. `warm_spare`: also run it, in the background, in one more new
+        worker if there is room, so that the calls that follow find two warm workers (reading
+        the source there imports the framework and loads the model while this call does)."""
         worker = self._acquire(env or {})
+        if warm_spare:
+            self._start_spare(fn, args, env or {}, timeout)
         try:
             return worker.call(fn, args, timeout)
         finally:
             self._release(worker)
+
+    def _start_spare(self, fn: Callable[..., Any], args: tuple, env: Mapping[str, str], timeout: float) -> None:
+        key = env_key(env)
+        with self.lock:
+            if self.closed or len(self.idle) + len(self.busy) + len(self.starting_keys) >= self.jobs:
+                return
+            self.starting_keys.append(key)
+
+        def warm() -> None:
+            worker = self._start(env, key)
+            try:
+                with contextlib.suppress(Exception):  # the caller's own call reports any failure
+                    worker.call(fn, args, timeout)
+            finally:
+                self._release(worker)
+
+        threading.Thread(target=warm, name="convhub-spare", daemon=True).start()
 
     def _acquire(self, env: Mapping[str, str]) -> Worker:
         """A warm worker of these settings; a new one when there is none, or when the warm ones
@@ -220,6 +240,10 @@ class Pool:
                     self.starting_keys.append(key)
                     break
                 self.lock.wait(timeout=max(0.05, deadline - time.monotonic()) if patient else None)
+        return self._start(env, key)
+
+    def _start(self, env: Mapping[str, str], key: frozenset) -> Worker:
+        """A new busy worker, in place of the `starting_keys` entry the caller added."""
         try:
             worker = Worker(env)
         finally:
