@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from convhub.errors import ConvhubError, Interrupted, UsageError
@@ -108,6 +109,19 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] = f
 
     p = sub.add_parser("plugins", help="list installed plugins and what each provides")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("matrix", help="convert models to every target in every mode and tabulate what passes")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model files or directories, file.py:NAME references, or folders of them"
+                        " (a folder's X.py is X.py:model; X.calibration.npz beside a model is its calibration data)")
+    p.add_argument("--to", default="tflite,onnx,tfjs", metavar="FORMATS", help="targets (default tflite,onnx,tfjs)")
+    p.add_argument("--modes", metavar="MODES",
+                   help="only these modes, e.g. float32,int8 or tflite.int8 (default: every mode of every target)")
+    p.add_argument("--markdown", metavar="FILE", help="write the matrix as a Markdown page (e.g. docs/compatibility.md)")
+    p.add_argument("--json-file", metavar="FILE", help="write every cell as JSON to FILE")
+    p.add_argument("--json", action="store_true", help="print the cells as one JSON object on stdout")
+    p.add_argument("--generated-by", metavar="TEXT", help="the command the Markdown page names (default: this one)")
+    _execution_flags(p)
 
     p = sub.add_parser("demo", help="convert built-in example models through every route and check parity")
     p.add_argument("--json", action="store_true")
@@ -398,13 +412,61 @@ def cmd_convert(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_matrix(args) -> int:
+    from convhub import matrix, validate
+    from convhub.plugins import default_registry
+
+    registry = default_registry()
+    targets = [t.strip() for t in args.to.split(",")]
+    if not all(targets) or len(set(targets)) != len(targets):
+        raise UsageError(f"malformed target list {args.to!r}: write e.g. tflite,onnx,tfjs")
+    wanted = [m.strip() for m in args.modes.split(",")] if args.modes else None
+    matrix.modes_of(registry, targets, wanted)  # an unknown target or mode: exit 2 before anything loads
+    models = matrix.models_in(args.models, registry)
+    written = [Path(f) for f in (args.markdown, args.json_file) if f]
+    for path in written:
+        validate.report_path(path, [Path(m.source.rpartition(":")[0] or m.source) for m in models])
+    progress = _progress(args)
+    started = time.perf_counter()
+
+    def show(cell) -> None:
+        verdict = "ok" if cell.passed else cell.status.upper()
+        err = f" {cell.max_abs_diff:.2g}" if cell.max_abs_diff is not None else ""
+        progress(f"  {cell.model} → {cell.target} {cell.mode}: {verdict}{err}"
+                 + (f" ({_first(cell.cause)})" if cell.cause else ""))
+
+    cells = matrix.run_matrix(models, targets, modes=wanted, registry=registry, jobs=args.jobs,
+                              timeout=args.timeout, progress=progress, on_cell=show)
+    matrix.add_alternatives(cells)
+    seconds = time.perf_counter() - started
+    command = args.generated_by or "convhub matrix " + " ".join(args.models)
+    from convhub.publish import write_text
+
+    if args.markdown:
+        write_text(Path(args.markdown), matrix.to_markdown(cells, seconds, command))
+    payload = matrix.to_json(cells, seconds)
+    if args.json_file:
+        write_text(Path(args.json_file), dump_json(payload) + "\n")
+    s = payload["summary"]
+    text = f"{s['passed']} of {s['ran']} cells passed" + (f", {s['skipped']} skipped" if s["skipped"] else "")
+    if args.json:
+        print(dump_json({"ok": s["failed"] == 0, **payload}))
+    print(text, file=sys.stderr if args.json else sys.stdout)
+    return 0 if s["failed"] == 0 else 1
+
+
+def _first(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 160 else line[:159] + "…"
+
+
 def cmd_demo(args) -> int:
     from convhub import demo
 
     return demo.main(out=args.out, as_json=args.json, progress=_progress(args))
 
 
-COMMANDS = {"convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins, "demo": cmd_demo}
+COMMANDS = {"convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins, "matrix": cmd_matrix, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -169,3 +169,18 @@ def deferred_signals() -> Iterator[list[int]]:
             signal.signal(s, handler)
         for s in pending[:1]:
             signal.raise_signal(s)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """A text file (a report) written whole or not at all: into a hidden file beside it, then
+    renamed over it; a failure (a full disk) leaves the old file and no partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

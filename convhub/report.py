@@ -116,9 +116,6 @@ def render(results: Sequence, labels: Sequence[str] | None = None) -> str:
 
 
 def write(results: Sequence, path: str | os.PathLike, labels: Sequence[str] | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(results, labels), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from convhub.publish import write_text
+
+    return write_text(Path(path), render(results, labels))

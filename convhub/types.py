@@ -75,6 +75,9 @@ class Session(Protocol):
         """Run on inputs keyed by the names in `inputs`; return outputs in signature order."""
 
 
+CALIBRATION = "<calibration data>"  # in a Format's modes: the model's own calibration .npz
+
+
 @dataclass(frozen=True)
 class Format:
     """A node of the routing graph: a kind of model artifact.
@@ -88,6 +91,10 @@ class Format:
     options:  the option keys `read` takes (e.g. "signature"); given for a source of another
               format, such an option is refused rather than silently ignored.
     env:      environment variables the worker that reads this format needs (as for Conversion).
+    modes:    named ways to write this format as a target, each a set of options (e.g. "int8":
+              {"quantize": "int8"}); `convhub matrix` converts to each. The value CALIBRATION
+              stands for the model's own calibration data, and a mode using it is skipped for a
+              model that has none.
     """
 
     name: str
@@ -100,6 +107,7 @@ class Format:
     plugin: str = ""
     options: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    modes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_name("format", self.name)

@@ -24,6 +24,7 @@ def convhub_formats():
             detect=onnx_model.detect,
             suffix=".onnx",
             requires=("onnx", "onnxruntime"),
+            modes={"float32": {}},
         )
     ]
 

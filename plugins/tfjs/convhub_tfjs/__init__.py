@@ -21,6 +21,7 @@ def convhub_formats():
             read=graph_model.read,
             detect=graph_model.detect,
             directory=True,
+            modes={"float32": {}, "float16": {"tfjs_quantize": "float16"}, "uint8": {"tfjs_quantize": "uint8"}},
         )
     ]
 

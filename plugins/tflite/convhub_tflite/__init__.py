@@ -5,7 +5,7 @@ The runner uses `ai-edge-litert`, not TensorFlow, so the parity check exercises 
 """
 
 from convhub import hookimpl
-from convhub.types import Conversion, Format, Option, Runner
+from convhub.types import CALIBRATION, Conversion, Format, Option, Runner
 from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_tflite import tflite
@@ -22,6 +22,13 @@ def convhub_formats():
             options=("signature",),
             suffix=".tflite",
             requires=("ai_edge_litert",),
+            modes={
+                "float32": {},
+                "float16": {"quantize": "float16"},
+                "dynamic": {"quantize": "dynamic"},
+                "int8": {"quantize": "int8"},  # calibrated on generated inputs
+                "int8-calibrated": {"quantize": "int8", "representative_data": CALIBRATION},
+            },
         )
     ]
 

@@ -1,0 +1,300 @@
+"""`convhub matrix`: every model × every target × every mode, converted and checked, as one table.
+
+A mode is a named set of options a target format declares (`Format.modes`: TFLite float16,
+int8, ...). Each model is read once per round; a round converts to every target in one of its
+modes, so the hops the targets share (keras → savedmodel) run once per round, in the warm
+workers. Nothing is written but the report: artifacts live in the run's work folder.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from convhub.errors import InputError, UsageError
+from convhub.types import CALIBRATION
+
+CALIBRATION_SUFFIX = ".calibration.npz"  # beside a model: its calibration data
+INPUTS_SUFFIX = ".inputs.npz"  # beside a model: the parity inputs (else generated from its input spec)
+PY_NAME = "model"  # the name a model module in a directory exposes: file.py:model
+
+
+@dataclass(frozen=True)
+class MatrixModel:
+    name: str
+    source: str  # a path or a file.py:NAME reference
+    calibration: Path | None = None
+    inputs: Path | None = None
+
+
+@dataclass
+class Cell:
+    model: str
+    target: str
+    mode: str
+    status: str  # "pass", "fail" (a hop or the check failed), "skipped" (the mode needs what the model lacks)
+    max_abs_diff: float | None = None
+    criterion: str = ""  # the tolerance or agreement the verdict was judged by
+    bytes: int | None = None
+    convert_seconds: float | None = None  # the converters' own time on this cell's route
+    route: str = ""
+    cause: str = ""
+    alternative: str = ""
+    weak_evidence: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def models_in(paths: Sequence[str | os.PathLike], registry) -> list[MatrixModel]:
+    """The models named, a directory standing for the models inside it: files and directories
+    a plugin recognizes (without loading any framework), and `X.py` modules as `X.py:model`."""
+    from convhub.pipeline import detect_format
+
+    found: list[MatrixModel] = []
+    for given in paths:
+        text = str(given)
+        path = Path(text)
+        if ":" in path.name or path.suffix == ".py":
+            ref = text if ":" in path.name else f"{text}:{PY_NAME}"
+            file = Path(ref.rpartition(":")[0])
+            found.append(MatrixModel(file.stem, ref, *_data_of(file)))
+            continue
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        if path.is_dir() and not _is_model(path, registry, detect_format):
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith(".")
+                             and not p.name.endswith((CALIBRATION_SUFFIX, INPUTS_SUFFIX)))
+            inner = [p for p in entries if p.suffix == ".py" or _is_model(p, registry, detect_format)]
+            if not inner:
+                raise InputError(f"{path} holds no model convhub recognizes")
+            found.extend(models_in(inner, registry))
+            continue
+        found.append(MatrixModel(path.name.split(".")[0], text, *_data_of(path)))
+    names = [m.name for m in found]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise InputError(f"two models are named {clash[0]!r}; rename one (a matrix row is named after its file)")
+    return found
+
+
+def _is_model(path: Path, registry, detect_format) -> bool:
+    try:
+        detect_format(registry, path)
+        return True
+    except Exception:  # noqa: BLE001 - not recognized (or ambiguous): not a model here
+        return False
+
+
+def _data_of(model: Path) -> tuple[Path | None, Path | None]:
+    """The calibration data and parity inputs stored beside a model, if any."""
+    stem = model.parent / model.name.split(".")[0]
+    found = (Path(f"{stem}{CALIBRATION_SUFFIX}"), Path(f"{stem}{INPUTS_SUFFIX}"))
+    return tuple(p if p.is_file() else None for p in found)
+
+
+def modes_of(registry, targets: Sequence[str], wanted: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
+    """Each target's modes: all of them, or those `wanted` (`int8` for every target that has
+    one, `tflite.int8` for one target)."""
+    table = {t: {n: dict(o) for n, o in (registry.format(t).modes or {"default": {}}).items()} for t in targets}
+    if not wanted:
+        return table
+    names = {n for t, m in table.items() for n in (*m, *(f"{t}.{k}" for k in m))}
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise UsageError(f"no target of this run has a mode {unknown[0]!r}"
+                         f" (modes: {', '.join(sorted(n for n in names if '.' in n))})")
+    chosen = {t: {n: o for n, o in m.items() if n in wanted or f"{t}.{n}" in wanted} for t, m in table.items()}
+    return {t: m for t, m in chosen.items() if m}
+
+
+def rounds(modes: Mapping[str, Mapping[str, dict]]) -> list[dict[str, tuple[str, dict]]]:
+    """Round i converts every target in its i-th mode: one run per round."""
+    longest = max((len(m) for m in modes.values()), default=0)
+    return [
+        {t: list(m.items())[i] for t, m in modes.items() if i < len(m)}
+        for i in range(longest)
+    ]
+
+
+def run_matrix(
+    models: Sequence[MatrixModel],
+    targets: Sequence[str],
+    *,
+    modes: Sequence[str] | None = None,
+    registry=None,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+    on_cell: Callable[[Cell], None] = lambda cell: None,
+) -> list[Cell]:
+    from convhub.pipeline import default_registry, run_many
+
+    registry = registry or default_registry()
+    table = modes_of(registry, targets, modes)
+    if not table:
+        raise UsageError("no mode left to run")
+    cells: list[Cell] = []
+    for i, model in enumerate(models):
+        for group in rounds(table):
+            skipped = {t: m for t, (m, opts) in group.items() if CALIBRATION in opts.values() and model.calibration is None}
+            for target, mode in skipped.items():
+                cell = Cell(model.name, target, mode, "skipped", cause=f"no calibration data ({model.name}{CALIBRATION_SUFFIX})")
+                cells.append(cell)
+                on_cell(cell)
+            group = {t: v for t, v in group.items() if t not in skipped}
+            if not group:
+                continue
+            options = {f"{t}.{k}": (str(model.calibration) if v == CALIBRATION else v)
+                       for t, (_, opts) in group.items() for k, v in opts.items()}
+            names = ", ".join(f"{t} {m}" for t, (m, _) in group.items())
+            progress(f"[{i + 1}/{len(models)}] {model.name}: {names}")
+            for cell in _round(model, group, options, registry, jobs, timeout, run_many):
+                cells.append(cell)
+                on_cell(cell)
+    return cells
+
+
+def _round(model, group, options, registry, jobs, timeout, run_many) -> Iterable[Cell]:
+    try:
+        results = run_many(model.source, list(group), {t: None for t in group}, options=options,
+                           inputs=model.inputs, registry=registry, jobs=jobs, timeout=timeout)
+    except (InputError, UsageError) as exc:  # the model cannot be read, or a mode does not apply to it
+        for target, (mode, _) in group.items():
+            yield Cell(model.name, target, mode, "fail", cause=str(exc))
+        return
+    for result in results:
+        mode = group[result.target][0]
+        final = result.parity[-1] if result.parity else None
+        cell = Cell(
+            model.name, result.target, mode, "pass" if result.ok else "fail",
+            max_abs_diff=final.max_abs_diff if final is not None else None,
+            criterion=str(final.tolerance) if final is not None and final.tolerance else "",
+            bytes=result.artifacts[-1].bytes if result.artifacts and len(result.artifacts) == len(result.route.hops) else None,
+            convert_seconds=round(sum(a.seconds for a in result.artifacts), 2) if result.artifacts else None,
+            route=str(result.route), cause=result.error, weak_evidence=list(result.weak_evidence),
+        )
+        yield cell
+
+
+def add_alternatives(cells: Sequence[Cell]) -> None:
+    """A failing cell names what works instead: the other modes of its target that passed for
+    this model, else the other targets that did."""
+    for cell in cells:
+        if cell.passed or cell.alternative:
+            continue
+        same = [c.mode for c in cells if c.model == cell.model and c.target == cell.target and c.passed]
+        other = sorted({c.target for c in cells if c.model == cell.model and c.target != cell.target and c.passed})
+        if same:
+            cell.alternative = f"{cell.target} {', '.join(same)} passes"
+        elif other:
+            cell.alternative = f"no {cell.target} mode passes; {', '.join(other)} does"
+
+
+def summary(cells: Sequence[Cell]) -> dict[str, Any]:
+    ran = [c for c in cells if c.status != "skipped"]
+    return {
+        "cells": len(cells),
+        "ran": len(ran),
+        "passed": sum(c.passed for c in ran),
+        "failed": sum(not c.passed for c in ran),
+        "skipped": len(cells) - len(ran),
+        "pass_rate": round(sum(c.passed for c in ran) / len(ran), 4) if ran else None,
+    }
+
+
+def environment() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("convhub", "tensorflow", "keras", "tf2onnx", "onnxruntime", "tensorflowjs",
+                 "ai-edge-litert", "jax", "flax", "orbax-export"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def to_json(cells: Sequence[Cell], seconds: float) -> dict[str, Any]:
+    return {"summary": summary(cells), "seconds": round(seconds, 1), "versions": environment(),
+            "cells": [asdict(c) for c in cells]}
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
+    """The matrix as a page: one row per model, one column per target and mode; a failing cell
+    points at its note, which gives the cause and what works instead."""
+    columns: list[tuple[str, str]] = []
+    for c in cells:
+        if (c.target, c.mode) not in columns:
+            columns.append((c.target, c.mode))
+    models: list[str] = []
+    for c in cells:
+        if c.model not in models:
+            models.append(c.model)
+    by_key = {(c.model, c.target, c.mode): c for c in cells}
+    s = summary(cells)
+    lines = [
+        "# Compatibility matrix",
+        "",
+        f"Generated by `{command}` in {seconds / 60:.0f} min on {os.cpu_count()} cores; do not edit by hand.",
+        "",
+        f"**{s['passed']} of {s['ran']} cells pass ({(s['pass_rate'] or 0):.1%})**"
+        + (f", {s['skipped']} skipped (no calibration data)" if s["skipped"] else "") + ".",
+        "",
+        "A cell is ✓ when convhub converted the model and the artifact, run in its own runtime (LiteRT,",
+        "onnxruntime, TF.js in Node.js), matched the source on the parity inputs by the criterion of",
+        "its mode (`docs/parity.md`). It shows the largest absolute error against the source, the",
+        "artifact's size and the converters' own time on the route (the parity check comes on top).",
+        "✗ cells point at a note with the cause and what works instead.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in environment().items()) + ".",
+        "",
+        "| model | " + " | ".join(f"{t} {m}" for t, m in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    notes: list[str] = []
+    for model in models:
+        row = []
+        for target, mode in columns:
+            cell = by_key.get((model, target, mode))
+            if cell is None:
+                row.append("")
+            elif cell.passed:
+                err = f"{cell.max_abs_diff:.1e}" if cell.max_abs_diff is not None else "?"
+                weak = " (weak)" if cell.weak_evidence else ""
+                row.append(f"✓ {err}{weak}<br>{_size(cell.bytes)} · {cell.convert_seconds or 0:.1f} s")
+            elif cell.status == "skipped":
+                row.append("–")
+            else:
+                notes.append(f"{len(notes) + 1}. **{model} → {target} {mode}**: {_one_line(cell.cause)}"
+                             + (f" *Instead:* {cell.alternative}." if cell.alternative else ""))
+                row.append(f"✗ [{len(notes)}](#notes)")
+        lines.append(f"| {model} | " + " | ".join(row) + " |")
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    weak = [(c, w) for c in cells if c.passed for w in c.weak_evidence]
+    if weak:
+        lines += ["", "## Weak evidence", "",
+                  "These cells passed, but the source's outputs barely depend on the inputs, so the pass proves little:", ""]
+        lines += [f"- {c.model} → {c.target} {c.mode}: {w}" for c, w in weak]
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
