@@ -359,6 +359,13 @@ def _check_report_path(path: str, inputs: list[str]) -> None:
     validate.report_path(Path(path), [Path(i) for i in inputs if not pyref.looks_like_reference(i)])
 
 
+def _target_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise UsageError(f"malformed target list {text!r}: write e.g. tflite,onnx,tfjs")
+    return names
+
+
 def cmd_convert(args) -> int:
     from convhub.pipeline import default_output_name, outputs_in, run_many
     from convhub.plugins import default_registry
@@ -372,9 +379,7 @@ def cmd_convert(args) -> int:
         source, targets = parse_pair(args.args[0])
     elif targets is None:
         raise UsageError("name the target: convhub convert SRC→DST INPUT -o OUTPUT, or --to FORMAT[,FORMAT...]")
-    names = [t.strip() for t in targets.split(",")]
-    if not all(names) or len(set(names)) != len(names):
-        raise UsageError(f"malformed target list {targets!r}: write e.g. tflite,onnx,tfjs")
+    names = _target_list(targets)
     registry = default_registry()
     formats = [registry.format(n) for n in names]
     model: Any = args.args[-1]
@@ -417,9 +422,7 @@ def cmd_matrix(args) -> int:
     from convhub.plugins import default_registry
 
     registry = default_registry()
-    targets = [t.strip() for t in args.to.split(",")]
-    if not all(targets) or len(set(targets)) != len(targets):
-        raise UsageError(f"malformed target list {args.to!r}: write e.g. tflite,onnx,tfjs")
+    targets = _target_list(args.to)
     wanted = [m.strip() for m in args.modes.split(",")] if args.modes else None
     matrix.modes_of(registry, targets, wanted)  # an unknown target or mode: exit 2 before anything loads
     models = matrix.models_in(args.models, registry)

@@ -172,7 +172,7 @@ def run_many(
     runtime = Runtime(workers.shared_pool(jobs), timeout)
     progress(f"reading {describe(model)}")
     # Several targets' hops and checks go side by side in two warm workers. (One target's hop
-    # and source run are too short to repay a second framework import: measured, see README.)
+    # and source run are too short to repay a second framework import: measured with -j 1 vs 2.)
     source_artifact = _read_in_worker(registry, runtime, model, src_format, options,
                                       warm_spare=len(targets) > 1)
     chosen = {t: forced.get(t) or registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}

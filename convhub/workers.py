@@ -202,7 +202,7 @@ class Pool:
     def _start_spare(self, fn: Callable[..., Any], args: tuple, env: Mapping[str, str], timeout: float) -> None:
         key = env_key(env)
         with self.lock:
-            if self.closed or len(self.idle) + len(self.busy) + len(self.starting_keys) >= self.jobs:
+            if self.closed or self._total() >= self.jobs:
                 return
             self.starting_keys.append(key)
 
@@ -233,7 +233,7 @@ class Pool:
                     return warm
                 kin = any(w.serves(key) for w in self.busy) or any(key <= k for k in self.starting_keys)
                 patient = kin and time.monotonic() < deadline
-                total = len(self.idle) + len(self.busy) + len(self.starting_keys)
+                total = self._total()
                 if not patient and (total < self.jobs or self.idle):
                     if total >= self.jobs:
                         self.idle.pop(0).stop()  # make room: a worker for other settings is idle
@@ -241,6 +241,10 @@ class Pool:
                     break
                 self.lock.wait(timeout=max(0.05, deadline - time.monotonic()) if patient else None)
         return self._start(env, key)
+
+    def _total(self) -> int:
+        """Workers alive or starting (call with the lock held)."""
+        return len(self.idle) + len(self.busy) + len(self.starting_keys)
 
     def _start(self, env: Mapping[str, str], key: frozenset) -> Worker:
         """A new busy worker, in place of the `starting_keys` entry the caller added."""
