@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from convhub import validate
 from convhub.errors import InputError, UsageError
+from convhub.table import human_bytes
 from convhub.types import CALIBRATION
 
 CALIBRATION_SUFFIX = ".calibration.npz"  # beside a model: its calibration data
@@ -64,10 +66,9 @@ def models_in(paths: Sequence[str | os.PathLike], registry) -> list[MatrixModel]
             file = Path(ref.rpartition(":")[0])
             found.append(MatrixModel(file.stem, ref, *_data_of(file)))
             continue
-        if not path.exists():
-            raise InputError(f"{path}: no such file or directory")
+        validate.model_path(path)  # no FIFO, device or empty file: exit 2 before any model loads
         if path.is_dir() and not _is_model(path, registry, detect_format):
-            entries = sorted(p for p in path.iterdir() if not p.name.startswith(".")
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or p.is_dir())
                              and not p.name.endswith((CALIBRATION_SUFFIX, INPUTS_SUFFIX)))
             inner = [p for p in entries if p.suffix == ".py" or _is_model(p, registry, detect_format)]
             if not inner:
@@ -225,16 +226,6 @@ def to_json(cells: Sequence[Cell], seconds: float) -> dict[str, Any]:
             "cells": [asdict(c) for c in cells]}
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return ""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
-
-
 def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
     """The matrix as a page: one row per model, one column per target and mode; a failing cell
     points at its note, which gives the cause and what works instead."""
@@ -277,7 +268,7 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
             elif cell.passed:
                 err = f"{cell.max_abs_diff:.1e}" if cell.max_abs_diff is not None else "?"
                 weak = " (weak)" if cell.weak_evidence else ""
-                row.append(f"✓ {err}{weak}<br>{_size(cell.bytes)} · {cell.convert_seconds or 0:.1f} s")
+                row.append(f"✓ {err}{weak}<br>{human_bytes(cell.bytes)} · {cell.convert_seconds or 0:.1f} s")
             elif cell.status == "skipped":
                 row.append("–")
             else:
