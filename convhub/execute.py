@@ -134,8 +134,13 @@ class _Execution:
         self.reference: dict[str, Any] = {}  # the source's input specs and feeds, or why it could not run
         self.pending: dict[cf.Future, tuple[str, HopKey]] = {}
         self.started: dict[HopKey, float] = {}
+        self.check_seconds: dict[HopKey, float] = {}  # each artifact's run in its runtime, wall time
         self.destinations: dict[HopKey, Path] = {}
         self.read_options = dict(read_options or {})
+        # Quantized artifacts are judged by agreement too, which needs more rows than a float check.
+        quantizing = any(t.options.get(k) not in (None, False) for t in targets for hop in t.route.hops
+                         for k in hop.lossy_options)
+        self.batch = parity.QUANTIZED_BATCH if quantizing else parity.DEFAULT_BATCH
         self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
 
     def start(self) -> None:
@@ -192,7 +197,7 @@ class _Execution:
         self.progress(f"running the source ({self.source.format}, {runner.name})")
         source = self.source
         args = (runner, source if source.in_memory else tasks.portable(source),
-                self.source_to_read(), self.seed, self.inputs)
+                self.source_to_read(), self.seed, self.inputs, self.batch)
         self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env)
 
     def reference_done(self, key: HopKey, future: cf.Future) -> None:
@@ -227,7 +232,7 @@ class _Execution:
         hop = self.hops[key]
         edge, before = hop.edge, self.artifact_of(hop.parent)
         try:
-            new_facts = future.result()
+            new_facts, timing = future.result()
         except ConvhubError as exc:
             if exc.exit_code == 2:
                 raise  # a bad option value the hop found: the caller's mistake, not a failed converter
@@ -239,7 +244,7 @@ class _Execution:
         dest = self.destinations[key]
         artifact = Artifact(edge.target, dest, facts={**before.facts, **edge.produces, **new_facts})
         record = ArtifactRecord(edge.target, None, size_of(dest), edge.plugin, edge.name,
-                                time.perf_counter() - self.started[key], new_facts)
+                                time.perf_counter() - self.started[key], new_facts, timing["converter"], timing["read"])
         self.outcomes[key] = HopOutcome(key, edge, HopStatus.CONVERTED, artifact, record)
         for child in self.children.get(key, []):
             self.submit_hop(child)
@@ -275,12 +280,14 @@ class _Execution:
         self.runners[key] = runner.name
         self.progress(f"checking {artifact.format} with {runner.name}")
         args = (runner, artifact, self.reference["feeds"], self.reference["specs"])
+        self.check_seconds[key] = time.perf_counter()
         self.submit("check", key, tasks.run_candidate, args, local=False, env=runner.env)
 
     def check_done(self, key: HopKey, future: cf.Future) -> None:
         artifact, name = self.outcomes[key].artifact, self.runners[key]
+        self.check_seconds[key] = time.perf_counter() - self.check_seconds[key]
         try:
-            self.outputs[key] = future.result()
+            self.outputs[key], self.runners[key] = future.result()
         except RuntimeMissing as exc:
             self.outcomes[key].check = parity.ParityEntry(artifact.format, False, False, name, reason=f"not checked: {exc}")
         except Exception as exc:  # noqa: BLE001 - a produced artifact its runtime rejects is a failure
@@ -306,3 +313,4 @@ class _Execution:
             previous = (self.outcomes[parent].artifact.format, self.outputs[parent]) if parent in self.outputs and parent else None
             outcome.check = parity.judge(artifact.format, self.runners[key], self.outputs[()], self.outputs[key],
                                          tol, previous)
+            outcome.check.seconds = self.check_seconds.get(key)

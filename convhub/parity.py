@@ -19,19 +19,30 @@ HISTOGRAM_BINS = 24
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Element-wise |candidate - reference| <= atol + rtol * |reference| + span * (max - min of the
-    reference output).
+    """What an artifact's output must satisfy to match the source's.
 
-    span:     a share of the output's range; quantized models err in steps of their output scale,
-              which follows the range, not each value.
+    Element-wise, |candidate - reference| <= atol·m + rtol·|reference| + span·m, where m is the
+    output's magnitude, max(1, max |reference|), when `scaled` (float round-off grows with the
+    values a network computes, so an output reaching 300 may err 300 times more than one within
+    ±1), else 1 (an explicit --atol is absolute).
+
+    span:     for quantized models, a share of the output's magnitude: a cap on any one value's
+              error (quantized models err in steps of their output scale).
+    max_rel_rms: the root-mean-square error relative to the output's RMS; unlike a cap, it is not
+              widened by one large value, so a drift spread over the output fails.
     min_top1: for outputs that look like class scores (batch, classes), the share of rows whose
-              arg-max must agree with the source: quantized scores move, decisions should not.
+              arg-max must agree with the source (judged over at least MIN_AGREEMENT_ROWS rows).
+    min_top5: the share of rows whose source arg-max is among the candidate's 5 highest scores
+              (outputs of more than 5 classes).
     """
 
     atol: float
     rtol: float
     span: float = 0.0
     min_top1: float | None = None
+    scaled: bool = False
+    max_rel_rms: float | None = None
+    min_top5: float | None = None
 
     def __post_init__(self) -> None:
         # A NaN bound makes every comparison false, so nothing would ever be "beyond" it.
@@ -41,37 +52,66 @@ class Tolerance:
                 raise UsageError(f"{name} must be a finite number ≥ 0, not {value!r}")
 
     def to_json(self) -> dict:
-        return {"atol": self.atol, "rtol": self.rtol, "span": self.span, "min_top1": self.min_top1}
+        return {"atol": self.atol, "rtol": self.rtol, "span": self.span, "scaled": self.scaled,
+                "max_rel_rms": self.max_rel_rms, "min_top1": self.min_top1, "min_top5": self.min_top5}
+
+    def bound(self, ref: np.ndarray) -> np.ndarray:
+        """The largest error each element may have."""
+        m = magnitude(ref) if self.scaled else 1.0
+        return self.atol * m + self.rtol * np.abs(ref) + self.span * magnitude(ref)
 
     def __str__(self) -> str:
-        text = f"atol={self.atol:g}, rtol={self.rtol:g}"
-        return text + (f", {self.span:.0%} of the output range" if self.span else "")
+        text = f"atol={self.atol:g}{'×magnitude' if self.scaled else ''}, rtol={self.rtol:g}"
+        if self.span:
+            text += f", {self.span:.0%} of the magnitude"
+        if self.max_rel_rms is not None:
+            text += f", relative RMS ≤ {self.max_rel_rms:.0%}"
+        if self.min_top1 is not None:
+            text += f", top-1 ≥ {self.min_top1:.0%}"
+        if self.min_top5 is not None:
+            text += f", top-5 ≥ {self.min_top5:.0%}"
+        return text
 
 
-# By the precision an artifact keeps (the fact "precision" a conversion reports). Chosen from
-# measurements with margin; docs/parity.md gives the figures behind them.
+def magnitude(ref: np.ndarray) -> float:
+    """The scale an output's errors are judged against: its largest |value|, at least 1."""
+    return max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+
+
+MIN_AGREEMENT_ROWS = 16  # top-1 on fewer rows is reported, not judged: one flipped row of 3 is 33%
+QUANTIZED_BATCH = 32  # generated parity rows when a route quantizes, so agreement means something
+
+# By the precision an artifact keeps (the fact "precision" a conversion reports). float32 is
+# judged element by element, scaled to the output's magnitude. A quantized precision is judged
+# by what separates quantization noise from a conversion error: the relative RMS error (a wrong
+# layout, op or scale gives 50 % and more), a cap on any one value's error as a share of the
+# magnitude, and the agreement of decisions. docs/parity.md gives the measurements behind them.
 TOLERANCES = {
-    "float32": Tolerance(atol=1e-4, rtol=1e-4),
-    "float16": Tolerance(atol=2e-3, rtol=2e-3),
-    "dynamic-range": Tolerance(atol=1e-3, rtol=0.0, span=0.03),
-    "int8": Tolerance(atol=1e-3, rtol=0.0, span=0.06, min_top1=0.9),
+    "float32": Tolerance(atol=1e-4, rtol=1e-4, scaled=True),
+    "float16": Tolerance(atol=1e-3, rtol=0.0, span=0.05, max_rel_rms=0.01, min_top1=0.95, min_top5=0.99),
     # TF.js weight quantization (weights stored as 16/8-bit integers, dequantized on load).
-    "uint16-weights": Tolerance(atol=1e-3, rtol=1e-3),
-    "uint8-weights": Tolerance(atol=2.5e-2, rtol=2.5e-2),
+    "uint16-weights": Tolerance(atol=1e-3, rtol=0.0, span=0.05, max_rel_rms=0.01, min_top1=0.95, min_top5=0.99),
+    "uint8-weights": Tolerance(atol=1e-3, rtol=0.0, span=0.5, max_rel_rms=0.1, min_top1=0.9, min_top5=0.95),
+    "dynamic-range": Tolerance(atol=1e-3, rtol=0.0, span=0.5, max_rel_rms=0.1, min_top1=0.9, min_top5=0.95),
+    "int8": Tolerance(atol=1e-3, rtol=0.0, span=0.5, max_rel_rms=0.15, min_top1=0.85, min_top5=0.95),
 }
 
 
 def tolerance_for(precision: str | None, atol: float | None = None, rtol: float | None = None) -> Tolerance:
-    """The default tolerance for a precision; an explicit atol/rtol replaces it (span and top-1 included)."""
+    """The default tolerance for a precision; an explicit atol/rtol replaces it: element-wise
+    and absolute, without span, relative RMS or agreement."""
     base = TOLERANCES.get(precision or "float32", TOLERANCES["float32"])
     if atol is None and rtol is None:
         return base
     return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol)
 
 
-def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH) -> dict[str, np.ndarray]:
+def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH,
+                ranges: Mapping[str, Sequence[int]] | None = None) -> dict[str, np.ndarray]:
     """Seeded inputs for a model's input specs: the leading dynamic dim becomes `batch`,
-    other dynamic dims DEFAULT_DYNAMIC_SIZE; floats uniform in [-1, 1), integers in [0, 10), booleans."""
+    other dynamic dims DEFAULT_DYNAMIC_SIZE; floats uniform in [-1, 1), booleans at random.
+    Integers are drawn from the input's valid range when the source knows it (`ranges`: name →
+    [low, high), e.g. an Embedding's vocabulary), from {0, 1} for a mask, else from [0, 10)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"the seed must be a whole number ≥ 0, not {seed!r}")
     rng = np.random.default_rng(seed)
@@ -87,11 +127,23 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
         if dtype == np.bool_:
             value = rng.random(shape) < 0.5
         elif np.issubdtype(dtype, np.integer):
-            value = rng.integers(0, 10, size=shape).astype(dtype)
+            low, high = integer_range(spec.name, (ranges or {}).get(spec.name))
+            value = rng.integers(low, high, size=shape).astype(dtype)
         else:
             value = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
         feeds[spec.name] = value
     return feeds
+
+
+def integer_range(name: str, known: Sequence[int] | None) -> tuple[int, int]:
+    """[low, high) for a generated integer input: what the source said, {0, 1} for a mask (and
+    segment / token-type ids, which index 2-row tables), else [0, 10)."""
+    if known is not None:
+        return int(known[0]), int(known[1])
+    lowered = name.lower()
+    if "mask" in lowered or "segment" in lowered or "type_ids" in lowered:
+        return 0, 2
+    return 0, 10
 
 
 MAX_INPUTS_FILE = 2 << 30
@@ -176,7 +228,12 @@ class OutputDiff:
     cosine: float | None = None
     needed_atol: float | None = None  # the atol that would have passed, at the same rtol
     top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    rel_rms: float | None = None  # RMS error / RMS of the source's output
+    rows: int = 0  # the rows (batch) compared: what agreement figures are out of
+    allowance_used: float | None = None  # the largest error as a share of its element's allowance
     reason: str = ""
+    criterion: str = ""  # what this output met, in numbers ("max abs diff 2e-7 ≤ 4.8e-3 ...")
     candidate_name: str = ""
     histogram: dict | None = None  # log10 |error| bins, for the HTML report
     weak: str = ""  # why a pass on this output proves little (the source barely depends on its inputs)
@@ -211,25 +268,43 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
                           candidate_name=candidate_name)
     ref64, cand64 = np.where(both, ref64, 0.0), np.where(both, cand64, 0.0)
     err = np.abs(cand64 - ref64)
-    bound = tol.atol + tol.rtol * np.abs(ref64) + tol.span * float(np.ptp(ref64))
+    bound = tol.bound(ref64)
     beyond = err > bound
     norms = np.linalg.norm(ref64) * np.linalg.norm(cand64)
     cosine = float(np.dot(ref64.ravel(), cand64.ravel()) / norms) if norms > 0 else None
-    top1 = None
+    ref_rms = float(np.sqrt(np.mean(ref64 ** 2)))
+    rel_rms = float(np.sqrt(np.mean(err ** 2)) / ref_rms) if ref_rms > 0 else None
+    top1 = top5 = None
+    rows = ref.shape[0] if ref.ndim else 0
     if _looks_like_class_scores(ref):
         top1 = float(np.mean(ref.argmax(axis=1) == cand.argmax(axis=1)))
+        if ref.shape[1] > 5:
+            best5 = np.argsort(-cand64, axis=1)[:, :5]
+            top5 = float(np.mean((best5 == ref.argmax(axis=1)[:, None]).any(axis=1)))
     nonzero = err[err > 0]
     histogram = None
     if nonzero.size:
         counts, edges = np.histogram(np.log10(nonzero), bins=HISTOGRAM_BINS)
         histogram = {"log10_edges": edges.round(3).tolist(), "counts": counts.tolist(), "exact": int(err.size - nonzero.size)}
-    reasons = []
+    reasons, met = [], []
+    worst = float((err / np.maximum(bound, 1e-300)).max())  # the error as a share of what it may be
     if beyond.any():
-        reasons.append(
-            f"{beyond.mean():.1%} of values beyond {tol} (max abs diff {err.max():.3g})"
-        )
-    if tol.min_top1 is not None and top1 is not None and top1 < tol.min_top1:
-        reasons.append(f"top-1 agreement {top1:.1%} < {tol.min_top1:.0%}")
+        reasons.append(f"{beyond.mean():.1%} of values beyond {_bound_text(tol, ref64)} (max abs diff {err.max():.3g})")
+    else:
+        met.append(f"max abs diff {err.max():.2g} ≤ {_bound_text(tol, ref64)} ({worst:.0%} of the allowance)")
+    if tol.max_rel_rms is not None and rel_rms is not None:
+        text = f"relative RMS error {rel_rms:.2%}"
+        (reasons if rel_rms > tol.max_rel_rms else met).append(
+            f"{text} {'>' if rel_rms > tol.max_rel_rms else '≤'} {tol.max_rel_rms:.0%}")
+    for label, value, least in (("top-1", top1, tol.min_top1), ("top-5", top5, tol.min_top5)):
+        if value is None or least is None:
+            continue
+        if rows < MIN_AGREEMENT_ROWS:
+            met.append(f"{label} {value:.0%} over {rows} rows, not judged (fewer than {MIN_AGREEMENT_ROWS})")
+        elif value < least:
+            reasons.append(f"{label} agreement {value:.1%} < {least:.0%} over {rows} rows")
+        else:
+            met.append(f"{label} {value:.1%} ≥ {least:.0%} over {rows} rows")
     return OutputDiff(
         name,
         passed=not reasons,
@@ -238,13 +313,28 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         mean_abs_diff=float(err.mean()),
         beyond_fraction=float(beyond.mean()),
         cosine=cosine,
-        needed_atol=float(max(0.0, (err - tol.rtol * np.abs(ref64)).max())),  # with span 0
+        needed_atol=float(max(0.0, (err - tol.rtol * np.abs(ref64)).max())),  # absolute, with span 0
         top1_agreement=top1,
+        top5_agreement=top5,
+        rel_rms=rel_rms,
+        rows=rows,
+        allowance_used=worst,
         reason="; ".join(reasons),
+        criterion="; ".join(met),
         candidate_name=candidate_name,
         histogram=histogram,
         weak=weak_evidence(ref64, both, tol),
     )
+
+
+def _bound_text(tol: Tolerance, ref: np.ndarray) -> str:
+    """The element-wise allowance in numbers, for this output."""
+    m = magnitude(ref)
+    parts = [f"{tol.atol * (m if tol.scaled else 1.0) + tol.span * m:.2g}"]
+    if tol.rtol:
+        parts.append(f"{tol.rtol:g}·|ref|")
+    scaled = (tol.scaled or tol.span) and m > 1
+    return " + ".join(parts) + (f" (magnitude {m:.3g})" if scaled else "")
 
 
 def weak_evidence(ref: np.ndarray, finite: np.ndarray, tol: Tolerance) -> str:
@@ -260,10 +350,23 @@ def weak_evidence(ref: np.ndarray, finite: np.ndarray, tol: Tolerance) -> str:
     values = ref[finite] if ref.shape == finite.shape else ref.ravel()
     if values.size == 0:
         return ""
-    typical = tol.atol + tol.rtol * float(np.median(np.abs(values))) + tol.span * float(np.ptp(values))
+    scale = magnitude(values)
+    typical = tol.atol * (scale if tol.scaled else 1.0) + tol.rtol * float(np.median(np.abs(values))) + tol.span * scale
     if float(np.max(np.abs(values))) <= tol.atol:
         return f"every value is within atol={tol.atol:g} of 0 (largest {float(np.max(np.abs(values))):.2g}): an all-zero output would pass"
-    if ref.ndim >= 1 and ref.shape[0] >= 2 and ref.shape == finite.shape:
+    rows_vary = ref.ndim >= 1 and ref.shape[0] >= 2 and ref.shape == finite.shape
+    if tol.max_rel_rms is not None:
+        # Judged by relative RMS error: an output that ignores its inputs (the mean row) would
+        # pass when the rows deviate from their mean by less than that.
+        if not rows_vary or not finite.all():
+            return ""
+        rms = float(np.sqrt(np.mean(ref ** 2)))
+        spread = float(np.sqrt(np.mean((ref - ref.mean(axis=0)) ** 2))) / rms if rms > 0 else 0.0
+        if spread <= tol.max_rel_rms:
+            return (f"the outputs for the {ref.shape[0]} inputs deviate from their mean by {spread:.1%} RMS, within"
+                    f" the allowed relative RMS error ({tol.max_rel_rms:.0%}): a model that ignores its inputs would pass")
+        return ""
+    if rows_vary:
         spread = float(np.max(np.ptp(np.where(finite, ref, np.nan), axis=0), initial=0.0, where=finite.all(axis=0)))
         if spread <= typical:
             return (f"the outputs for the {ref.shape[0]} inputs differ by at most {spread:.2g}, within the"
@@ -307,10 +410,34 @@ class ParityEntry:
     previous: str = ""  # the format of the hop before, when that was not the source
     vs_previous: list[OutputDiff] = field(default_factory=list)
     reason: str = ""
+    seconds: float | None = None  # the artifact's run in its runtime (wall time, loading included)
 
     @property
     def max_abs_diff(self) -> float | None:
         return max((o.max_abs_diff for o in self.outputs), default=None) if self.checked else None
+
+    @property
+    def criterion(self) -> str:
+        """What the outputs met, in numbers, one clause per output (for the verdict's side)."""
+        if not self.checked:
+            return ""
+        several = len(self.outputs) > 1
+        return "; ".join(f"{o.name}: {o.criterion}" if several else o.criterion for o in self.outputs if o.criterion)
+
+    @property
+    def short_criterion(self) -> str:
+        """The verdict's evidence in a few characters, over the worst output: the share of the
+        element-wise allowance used, and for quantized checks the relative RMS error and top-1."""
+        if not self.checked or not self.outputs:
+            return ""
+        used = max((o.allowance_used for o in self.outputs if o.allowance_used is not None), default=None)
+        parts = [f"{used:.0%} of tol"] if used is not None else []
+        if self.tolerance is not None and self.tolerance.max_rel_rms is not None:
+            rms = max((o.rel_rms for o in self.outputs if o.rel_rms is not None), default=None)
+            parts += [f"RMS {rms:.1%}"] if rms is not None else []
+            top1 = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None and o.rows >= MIN_AGREEMENT_ROWS]
+            parts += [f"top-1 {min(top1):.0%}"] if top1 else []
+        return " · ".join(parts)
 
     @property
     def weak_evidence(self) -> list[str]:
@@ -325,6 +452,8 @@ class ParityEntry:
             "max_abs_diff": self.max_abs_diff,
             "runner": self.runner,
             "tolerance": self.tolerance.to_json() if self.tolerance else None,
+            "criterion": self.criterion,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
             "outputs": [o.to_json() for o in self.outputs],
             "previous": self.previous or None,
             "vs_previous": [o.to_json() for o in self.vs_previous],

@@ -45,8 +45,10 @@ class ArtifactRecord:
     bytes: int
     plugin: str
     conversion: str
-    seconds: float
+    seconds: float  # the hop's wall time in convhub: waiting for a worker, reading the source, converting
     facts: dict[str, Any] = field(default_factory=dict)  # what the hop reported about what it wrote
+    converter_seconds: float | None = None  # the converter's own call alone
+    read_seconds: float | None = None  # reading the source into the hop's worker first
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +58,8 @@ class ArtifactRecord:
             "plugin": self.plugin,
             "conversion": self.conversion,
             "seconds": round(self.seconds, 3),
+            "converter_seconds": None if self.converter_seconds is None else round(self.converter_seconds, 3),
+            "read_seconds": None if self.read_seconds is None else round(self.read_seconds, 3),
             "facts": jsonable(self.facts),
         }
 

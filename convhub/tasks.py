@@ -121,33 +121,45 @@ def materialize(artifact: Artifact, fmt: Format | None, read_options: Mapping[st
 
 
 def convert(edge: Conversion, artifact: Artifact, source: tuple[Format, Mapping[str, Any]] | None,
-            destination: Path, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one hop; returns the facts it reported. A hop that wrote nothing has failed.
-    `source`: the source's format and reading options when this hop starts from the source."""
+            destination: Path, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run one hop; returns the facts it reported and its seconds: the converter's own
+    (its `convert` call alone) and reading the source into this worker (0 for later hops). A hop that wrote nothing
+    has failed. `source`: the source's format and reading options when this hop starts from it."""
+    import time
+
+    started = time.perf_counter()
     if source is not None:
         artifact = materialize(artifact, *source)
+    read = time.perf_counter() - started
+    started = time.perf_counter()
     returned = edge.convert(artifact, destination, options)
+    seconds = time.perf_counter() - started
     if returned is not None and not isinstance(returned, Mapping):
         raise ConversionError(f"it returned a {type(returned).__name__}, not a dict of facts or None")
     if not destination.exists():
         raise ConversionError(f"the converter wrote nothing at {destination.name}")
-    return dict(returned or {})
+    return dict(returned or {}), {"converter": seconds, "read": read}
 
 
 def run_reference(runner: Runner, artifact: Artifact, source: tuple[Format, Mapping[str, Any]], seed: int,
-                  inputs: str | None) -> tuple[list, dict, dict]:
-    """Run the source on seeded inputs or the user's .npz: (its input specs, the feeds, the outputs)."""
+                  inputs: str | None, batch: int | None = None) -> tuple[list, dict, dict]:
+    """Run the source on seeded inputs (`batch` rows, integers in the ranges the source's facts
+    give) or on the user's .npz: (its input specs, the feeds, the outputs)."""
     from convhub import parity
 
     session = runner.load(materialize(artifact, *source))
     specs = list(session.inputs)
-    feeds = parity.load_inputs(inputs, specs) if inputs is not None else parity.make_inputs(specs, seed)
+    feeds = parity.load_inputs(inputs, specs) if inputs is not None else parity.make_inputs(
+        specs, seed, batch or parity.DEFAULT_BATCH, ranges=artifact.facts.get("input_ranges"))
     return specs, feeds, dict(session.run(feeds))
 
 
-def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence) -> dict:
-    """Run an artifact on the source's inputs, re-keyed by its own input names."""
+def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence) -> tuple[dict, str]:
+    """Run an artifact on the source's inputs, re-keyed by its own input names: its outputs, and
+    the runtime that ran it (a session's `runtime` when the runner chose one, e.g. TensorFlow's
+    interpreter for a .tflite with Flex ops; else the runner's name)."""
     from convhub import parity
 
     session = runner.load(artifact)
-    return dict(session.run(parity.match_feeds(feeds, source_specs, session.inputs)))
+    outputs = dict(session.run(parity.match_feeds(feeds, source_specs, session.inputs)))
+    return outputs, str(getattr(session, "runtime", None) or runner.name)
