@@ -216,13 +216,15 @@ def cmd_route(args) -> int:
     for i, route in enumerate(shown):
         label = "" if len(shown) == 1 else ("best: " if i == 0 else "  or: ")
         lines.append(f"{label}{route}   (cost {route.cost:g}{', lossy' if route.lossy else ''})")
-        lines += [f"    {h.source} → {h.target}  [{h.plugin}] {h.description}" for h in route.hops]
+        for hop in route.hops:
+            lines.append(f"    {hop.source} → {hop.target}  [{hop.plugin}] {hop.description}")
+            lines += [f"        note: {note}" for note in route_notes(hop, facts)]
     if not routes:
         lines.append(f"no usable route from {source} to {target}")
     unusable = graph.unusable(source, target, facts) if (args.all or args.explain) else []
     lines += [f"  not usable: {route}: {why}" for route, why in unusable]
     payload = {
-        "ok": bool(routes), "source": source, "target": target, "routes": [r.to_json() for r in shown],
+        "ok": bool(routes), "source": source, "target": target, "routes": [_route_json(r, facts) for r in shown],
         "unusable": [{"route": route.formats, "hops": [h.name for h in route.hops], "reason": why} for route, why in unusable],
     }
     if not routes:
@@ -233,9 +235,30 @@ def cmd_route(args) -> int:
     return 0 if routes else 2
 
 
+def _route_json(route, facts) -> dict:
+    payload = route.to_json()
+    for hop, entry in zip(route.hops, payload["hops"]):
+        entry["notes"] = route_notes(hop, facts)
+    return payload
+
+
+def route_notes(hop, facts) -> list[str]:
+    """What a hop will do to this model (its plugin's notes(facts)); a plugin's bug is a note too."""
+    if hop.notes is None or facts is None:
+        return []
+    try:
+        return [str(n) for n in hop.notes(facts) or ()]
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug must not hide the route
+        return [f"notes() of {hop.plugin or 'its plugin'} raised {type(exc).__name__}: {exc}"]
+
+
 def _short(value: Any) -> str:
     if isinstance(value, list) and value and hasattr(value[0], "shape"):
         return "[" + ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in value) + "]"
+    if isinstance(value, list) and len(value) > 6:  # 18 layer names say less than their count
+        return f"[{', '.join(map(str, value[:3]))}, … ({len(value)} in all)]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -276,6 +299,8 @@ def check_summary(result) -> str:
             ])
     lines = [f"reference: {result.reference.path or 'in-memory model'} ({result.reference.format})",
              render(["artifact", "format", "runner", "output", "max abs diff", "tolerance", "parity"], rows)]
+    lines += [f"{c.path} met: {p.criterion}" for c, p in zip(result.candidates, result.parity)
+              if p.checked and p.passed and p.criterion]
     lines += [f"weak evidence: {w}" for p in result.parity for w in p.weak_evidence]
     lines.append("all match" if result.ok else f"FAILED: {result.error}")
     return "\n".join(lines)
@@ -324,9 +349,14 @@ def summary(result) -> str:
         ["artifact", "precision", "size", "time", "output", "vs source", "vs previous hop", "tolerance", "parity"],
         rows,
     )]
+    final = result.parity[-1] if result.parity else None
+    if final is not None and final.checked and final.passed and final.criterion:
+        lines.append(f"{final.format} met: {final.criterion}")
     lines += [f"weak evidence: {w}" for w in result.weak_evidence]
+    lines += [f"{a.format}: {a.facts['fallback']}" for a in result.artifacts if a.facts.get("fallback")]
     if result.ok:
-        lines.append(f"wrote {result.output} in {result.seconds:.1f}s (parity inputs seed {result.seed})")
+        given = f"seed {result.seed}" if result.seed is not None else f"from {result.inputs}"
+        lines.append(f"wrote {result.output} in {result.seconds:.1f}s (parity inputs {given})")
     else:
         lines.append(f"FAILED: {result.error}")
         lines.append(f"kept {result.output} (--keep-failed)" if result.output else f"{result.target}: not written")
@@ -438,18 +468,35 @@ def cmd_matrix(args) -> int:
         progress(f"  {cell.model} → {cell.target} {cell.mode}: {verdict}{err}"
                  + (f" ({_first(cell.cause)})" if cell.cause else ""))
 
-    cells = matrix.run_matrix(models, targets, modes=wanted, registry=registry, jobs=args.jobs,
-                              timeout=args.timeout, progress=progress, on_cell=show)
-    matrix.add_alternatives(cells)
-    seconds = time.perf_counter() - started
+    cells: list = []
+
+    def keep(cell) -> None:
+        cells.append(cell)
+        show(cell)
+
     command = args.generated_by or "convhub matrix " + " ".join(args.models)
     from convhub.publish import write_text
 
-    if args.markdown:
-        write_text(Path(args.markdown), matrix.to_markdown(cells, seconds, command))
-    payload = matrix.to_json(cells, seconds)
-    if args.json_file:
-        write_text(Path(args.json_file), dump_json(payload) + "\n")
+    def write(interrupted: bool = False) -> dict:
+        matrix.add_alternatives(cells)
+        seconds = time.perf_counter() - started
+        payload = matrix.to_json(cells, seconds, interrupted=interrupted)
+        if args.markdown:
+            write_text(Path(args.markdown), matrix.to_markdown(cells, seconds, command, interrupted=interrupted))
+        if args.json_file:
+            write_text(Path(args.json_file), dump_json(payload) + "\n")
+        return payload
+
+    try:
+        matrix.run_matrix(models, targets, modes=wanted, registry=registry, jobs=args.jobs,
+                          timeout=args.timeout, progress=progress, on_cell=keep)
+    except BaseException:
+        # Ctrl-C or SIGTERM an hour in: the cells decided so far are written, marked incomplete.
+        if cells and (args.markdown or args.json_file):
+            write(interrupted=True)
+            progress(f"interrupted: wrote the {len(cells)} cells decided so far")
+        raise
+    payload = write()
     s = payload["summary"]
     text = f"{s['passed']} of {s['ran']} cells passed" + (f", {s['skipped']} skipped" if s["skipped"] else "")
     if args.json:

@@ -132,6 +132,12 @@ class Conversion:
               edge on the route reads is an error, not silently ignored.
     env:      environment variables the worker process that runs this edge needs (e.g.
               TF_ENABLE_ONEDNN_OPTS=0): such an edge runs in a worker of its own settings.
+    lossy_options: the option keys that make this edge lossy when set (e.g. "quantize"): a run
+              with any of them checks on a larger parity batch (parity.QUANTIZED_BATCH), so
+              top-1 agreement is judged over enough rows to mean something.
+    notes:    notes(facts) returns what this edge will do differently for a model with these
+              facts (a rewrite, a fallback), one line each; `convhub route --explain` shows them,
+              so nothing an edge does to a model is hidden.
     """
 
     source: str
@@ -147,9 +153,12 @@ class Conversion:
     name: str = ""
     plugin: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    notes: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
+    lossy_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("format", self.source)
+        object.__setattr__(self, "lossy_options", tuple(self.lossy_options))
         _check_name("format", self.target)
         object.__setattr__(self, "options", tuple(self.options))
         if self.source == self.target:

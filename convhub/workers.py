@@ -172,7 +172,14 @@ def env_key(env: Mapping[str, str]) -> frozenset[tuple[str, str]]:
     warm worker started before a change of PATH would not see it) with the settings the hop
     asks for on top. A worker whose environment holds all of that serves the call: a runner that
     asks for nothing runs in the worker that has TensorFlow's settings too."""
-    return frozenset({**os.environ, **env}.items())
+    return frozenset((k, v) for k, v in {**os.environ, **env}.items() if k not in VOLATILE)
+
+
+# Variables that change under a caller without changing what a worker needs: pytest's name of the
+# running test (new at every phase), and those TensorFlow sets in a process that imports it
+# (a worker importing TensorFlow sets them itself). Keyed on, they would retire every warm worker.
+VOLATILE = frozenset({"PYTEST_CURRENT_TEST", "TF2_BEHAVIOR", "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION",
+                      "ENABLE_RUNTIME_UPTIME_TELEMETRY"})
 
 
 class Pool:
