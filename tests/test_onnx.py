@@ -53,11 +53,11 @@ def test_keras_cnn_to_onnx_keeps_names_and_a_dynamic_batch(tmp_path):
     result = convhub.convert(model, to="onnx", output=out)
     assert result.route.formats == ["keras", "savedmodel", "onnx"]
     assert_parity_passed(result, ["savedmodel", "onnx"])
-    assert io_of(out) == ([("image", ["batch", 12, 12, 2])], [("output_0", ["batch", 4])], 17)
+    assert io_of(out) == ([("image", ["batch", 12, 12, 2])], [("scores", ["batch", 4])], 17)
 
     # Independently of convhub, at a batch size the check did not use: the batch stayed dynamic.
     x = np.random.default_rng(7).uniform(-2, 2, size=(5, 12, 12, 2)).astype("float32")
-    got = ort_run(out, {"image": x})["output_0"]
+    got = ort_run(out, {"image": x})["scores"]
     assert got.shape == (5, 4)
     assert np.abs(got - model(x).numpy()).max() < 1e-4
 
@@ -115,9 +115,9 @@ def test_tflite_to_onnx_keeps_the_signature_names_and_the_precision_fact(tmp_pat
     assert result.route.formats == ["tflite", "onnx"]
     assert_parity_passed(result, ["onnx"])  # against the LiteRT interpreter running the .tflite
     # Not 'serving_default_image:0' / 'StatefulPartitionedCall_1:0', the names tf2onnx gives them.
-    assert io_of(out) == ([("image", ["batch", 12, 12, 2])], [("output_0", ["batch", 4])], 17)
+    assert io_of(out) == ([("image", ["batch", 12, 12, 2])], [("scores", ["batch", 4])], 17)
     x = np.random.default_rng(9).uniform(-2, 2, size=(4, 12, 12, 2)).astype("float32")
-    assert np.abs(ort_run(out, {"image": x})["output_0"] - model(x).numpy()).max() < 1e-4
+    assert np.abs(ort_run(out, {"image": x})["scores"] - model(x).numpy()).max() < 1e-4
 
     # The facts the edge reports: the incoming precision survives, the opset is the one asked for.
     facts = {"precision": "float16", "signature": "serving_default"}

@@ -47,7 +47,9 @@ def convhub_conversions():
             requires=("keras", "tensorflow"),
             cost=2.0,
             env=TF_ENV,
-            description="keras.Model.export(format='tf_saved_model')",
+            description="keras.Model.export(format='tf_saved_model'), outputs named after their layers",
+            # Grouped convolutions exported as depthwise / per-group ones (no XLA call left).
+            notes=keras_model.export_notes,
         ),
     ]
 

@@ -96,7 +96,10 @@ class Session:
     def __init__(self, artifact: Artifact):
         self._loaded, self._fn = _signature(artifact.path, artifact.facts.get("signature", DEFAULT_SIGNATURE))
         self.inputs = _specs(self._fn)
-        self.outputs = _output_names(self._fn)
+        # In the order the hop that wrote it gave (a Keras model's), when it did; else sorted.
+        names = _output_names(self._fn)
+        given = artifact.facts.get("outputs")
+        self.outputs = list(given) if given and sorted(given) == sorted(names) else names
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         tf = frameworks.tensorflow()
