@@ -56,10 +56,10 @@ def test_quantized_models_are_not_judged_by_float32_tolerances(tmp_path, cnn):
     result = pipeline.run(cnn, "tflite", tmp_path / "m.tflite", options={"quantize": "float16"}, atol=1e-6, rtol=1e-6)
     assert not result.ok and not (tmp_path / "m.tflite").exists()
     assert result.parity[0].passed  # the SavedModel hop is exact
-    assert "tflite (the error appears in the savedmodel → tflite hop): output 'output_0'" in result.error
+    assert "tflite (the error appears in the savedmodel → tflite hop): output 'scores'" in result.error
 
 
-def test_select_tf_ops_only_when_asked_and_reported(tmp_path):
+def test_select_tf_ops_forbidden_fails_and_asked_for_is_reported(tmp_path):
     import tensorflow as tf
 
     class Cumulative(tf.Module):
@@ -69,7 +69,7 @@ def test_select_tf_ops_only_when_asked_and_reported(tmp_path):
 
     module = Cumulative()
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
-    failed = pipeline.run(tmp_path / "sm", "tflite", tmp_path / "a.tflite")
+    failed = pipeline.run(tmp_path / "sm", "tflite", tmp_path / "a.tflite", options={"select_tf_ops": False})
     assert not failed.ok and "savedmodel → tflite (tflite) failed" in failed.error
     result = convhub.convert(tmp_path / "sm", to="tflite", output=tmp_path / "b.tflite", options={"select_tf_ops": True})
     assert result.artifacts[-1].facts["select_tf_ops"] == ["Cumprod"]

@@ -1,7 +1,9 @@
 """convhub's TFLite plugin: SavedModel → .tflite with TFLiteConverter, run by the LiteRT interpreter.
 
 The runner uses `ai-edge-litert`, not TensorFlow, so the parity check exercises the runtime a
-.tflite file actually ships with. Frameworks are imported inside functions only.
+.tflite file actually ships with; only a .tflite with Select TF ops (Flex ops), which LiteRT's
+interpreter cannot run by itself, is run by TensorFlow's tf.lite.Interpreter, which has the Flex
+delegate. Frameworks are imported inside functions only.
 """
 
 from convhub import hookimpl
@@ -43,10 +45,26 @@ def convhub_conversions():
             requires=("tensorflow",),
             cost=2.0,
             env=TF_ENV,
-            options=("quantize", "int8_io", "representative_data", "select_tf_ops"),
+            options=("quantize", "int8_io", "representative_data", "select_tf_ops", "select_tf_ops_fallback"),
+            lossy_options=("quantize",),
             description="tf.lite.TFLiteConverter.from_saved_model",
+            notes=notes,
         )
     ]
+
+
+def notes(facts) -> list[str]:
+    """What savedmodel → tflite does differently for this model: recurrent layers (the
+    "recurrent_layers" fact a Keras source gives) with a dynamic batch need Select TF ops, which
+    the hop falls back to. Not judged from the source's batch: keras.Model.export leaves the
+    batch dynamic even for keras.Input(batch_size=1) (measured: that LSTM falls back too)."""
+    layers = facts.get("recurrent_layers")
+    if not layers:
+        return []
+    names = ", ".join(dict.fromkeys(map(str, layers))) if isinstance(layers, (list, tuple, set)) else str(layers)
+    return [f"recurrent layers ({names}): builtin ops first; if TensorListReserve needs a static shape (a dynamic"
+            " batch), falls back to Select TF ops (Flex delegate, which the app must then link) unless"
+            " --no-select-tf-ops-fallback; builtin ops only: a fixed batch size, or unroll=True on the layer"]
 
 
 @hookimpl
@@ -61,5 +79,8 @@ def convhub_options():
         Option("representative_data", "calibration inputs (.npz) for --quantize int8 (default: generated from"
                " the input spec)", type="path"),
         Option("int8_io", "with --quantize int8: int8 inputs and outputs too", type="bool"),
-        Option("select_tf_ops", "TFLite: allow TensorFlow ops (Flex delegate)", type="bool"),
+        Option("select_tf_ops", "TFLite: always allow TensorFlow ops (Flex delegate); by default they are used"
+               " only when builtin ops fail", type="bool"),  # False (--option select_tf_ops=false): never
+        Option("select_tf_ops_fallback", "TFLite: when builtin ops fail, fail rather than convert again with"
+               " Select TF ops", type="bool", flag="--no-select-tf-ops-fallback", flag_value=False),
     ]

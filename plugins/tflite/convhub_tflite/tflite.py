@@ -1,11 +1,14 @@
-"""Writing .tflite files from SavedModels and running them with the LiteRT interpreter."""
+"""Writing .tflite files from SavedModels and running them with the LiteRT interpreter
+(TensorFlow's own interpreter, which has the Flex delegate, for a .tflite with Select TF ops)."""
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from convhub.errors import InputError, UsageError
+from convhub.errors import ConversionError, InputError, RuntimeMissing, UsageError
 from convhub.types import Artifact, TensorSpec, input_facts
 from convhub_tensorflow import frameworks
 
@@ -26,16 +29,15 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         raise InputError(f"{thing} is not a TFLite flatbuffer")
     session = Session(Artifact("tflite", path=thing), requested=options.get("signature"))
     flatbuffer = thing.read_bytes()
-    return Artifact(
-        "tflite",
-        path=thing,
-        facts={
-            **input_facts(session.inputs),
-            "signature": session.signature,
-            "signatures": list(session.signatures),
-            "precision": precision_of(flatbuffer),
-        },
-    )
+    facts = {
+        **input_facts(session.inputs),
+        "signature": session.signature,
+        "signatures": list(session.signatures),
+        "precision": precision_of(flatbuffer),
+    }
+    if session.flex_ops:
+        facts["select_tf_ops"] = session.flex_ops
+    return Artifact("tflite", path=thing, facts=facts)
 
 
 def precision_of(flatbuffer: bytes) -> str:
@@ -85,7 +87,8 @@ def check_options(options: Mapping[str, Any]) -> None:
         raise UsageError("a representative dataset is only used by full integer quantization (--quantize int8)")
 
 
-def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec]) -> tuple[list[dict], str]:
+def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
+                           ranges: Mapping[str, Any] | None = None) -> tuple[list[dict], str]:
     """Calibration samples for int8: the user's .npz (first axis = samples), or generated from the
     input spec (uniform in [-1, 1), which only suits inputs of that range; the report says so).
 
@@ -106,7 +109,8 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec]) 
         ]
         return samples, f"{count} samples from {path}"
     seed = int(options.get("seed", 0))
-    samples = [parity.make_inputs(specs, seed + i, batch=1) for i in range(REPRESENTATIVE_SAMPLES)]
+    # Integer inputs keep to the ranges the source gave (an Embedding's vocabulary), as parity inputs do.
+    samples = [parity.make_inputs(specs, seed + i, batch=1, ranges=ranges) for i in range(REPRESENTATIVE_SAMPLES)]
     return samples, (
         f"generated: {REPRESENTATIVE_SAMPLES} samples from the input spec (uniform in [-1, 1), seed {seed});"
         " pass real data with --representative-data for a calibration that fits your inputs"
@@ -119,12 +123,135 @@ def _samples_spec(spec: TensorSpec) -> TensorSpec:
 
 
 def flex_ops(flatbuffer: bytes) -> list[str]:
-    """The TF ops a .tflite runs through the Flex delegate (select TF ops)."""
+    """The TF ops a .tflite runs through the Flex delegate (select TF ops). Reads the operator
+    codes only, not the weights, so it is cheap on a large model too."""
     from ai_edge_litert import schema_py_generated as schema  # no TensorFlow import needed
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    codes = (c.customCode.decode() for c in model.operatorCodes or [] if c.customCode)
-    return sorted({c[len("Flex"):] for c in codes if c.startswith("Flex")})
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    codes = (model.OperatorCodes(i).CustomCode() for i in range(model.OperatorCodesLength()))
+    names = {c.decode() for c in codes if c}
+    return sorted(n[len("Flex"):] for n in names if n.startswith("Flex"))
+
+
+# Select TF ops. `select_tf_ops` True: always; False: never; not given: builtin ops first, and
+# when the converter says only TF ops would do (ERROR_NEEDS_FLEX_OPS, or tensor lists it cannot
+# lower: Keras LSTM/GRU with a dynamic batch), again with Select TF ops, unless
+# `select_tf_ops_fallback` is False (--no-select-tf-ops-fallback).
+FLEX_RUNTIME = ("the app must link the Flex delegate (tensorflow-lite-select-tf-ops on Android),"
+                " a runtime several MB larger")
+RNN_ALTERNATIVES = ("a fixed batch size (the Keras model exported with a batch-1 input signature),"
+                    " or unroll=True on the Keras layer")
+FLEX_HINTS = ("ERROR_NEEDS_FLEX_OPS", "TF Select", "Select TF ops", "SELECT_TF_OPS", "nor a flex op")
+
+
+def flex_kind(text: str) -> str | None:
+    """What a ConverterError says Select TF ops would fix: "tensorlist" (tensor lists with a
+    dynamic element shape: a Keras RNN with a dynamic batch), "flex" (ops with no builtin), None."""
+    if "TensorList" in text and ("element_shape" in text or "tensor list" in text.lower()):
+        return "tensorlist"
+    return "flex" if any(h in text for h in FLEX_HINTS) else None
+
+
+_DIAGNOSTIC = re.compile(r"(?:<unknown>|[^\s:]+):\d+(?::\d+)?: (error|note): ")
+_NODE = re.compile(r'fused\["\w+:", "([^"@]+)@')
+
+
+def converter_message(exc: BaseException) -> str:
+    """A ConverterError in one line: its error diagnostics without the MLIR locations, the layer
+    (the name scope of the first failing node, e.g. functional_1/lstm_1), and the converter's own
+    suggestion (which Select TF ops to enable, or the ops that need them)."""
+    text = str(exc)
+    parts = _DIAGNOSTIC.split(text)
+    if len(parts) < 3:  # not MLIR diagnostics: the first line that says something
+        return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    messages: list[str] = []
+    layer = None
+    for kind, body in zip(parts[1::2], parts[2::2]):
+        if kind != "error":
+            continue
+        node = _NODE.search(body)
+        if node and layer is None and "/" in node.group(1):
+            layer = node.group(1).rpartition("/")[0]
+        body = re.sub(r"^loc\(.*\)\):\s*", "", body.replace("\\n", ";"))
+        for i, raw in enumerate(body.splitlines()):
+            line = " ".join(raw.split()).rstrip(":")
+            if (not line or line == "Details" or (i and raw[:1].isspace()) or line.startswith(("failed while", "^"))
+                    or (line.startswith("failed to legalize operation") and messages)):
+                continue  # indented lines are source code or the op's signature; "failed to legalize" repeats
+            if line not in messages:
+                messages.append(line)
+    if not messages:
+        return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    if layer:
+        messages[0] += f" (in {layer})"
+    return "; ".join(messages)
+
+
+def _converter(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any], facts: dict, select: bool):
+    mode = options.get("quantize")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(artifact.path), signature_keys=keys)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        specs = list(artifact.facts.get("inputs") or [])
+        if not specs:
+            raise UsageError("int8 quantization needs the model's input spec, which the source did not give")
+        samples, facts["representative_dataset"] = representative_samples(options, specs, artifact.facts.get("input_ranges"))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: iter(samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if options.get("int8_io"):
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+            facts["int8_io"] = True
+    if select:
+        # Tensor-list lowering stays on (the converter's hint suggests turning it off): measured
+        # on Keras LSTM/GRU/Bidirectional, the same ops go to Flex either way, and where lowering
+        # works it keeps ops builtin.
+        converter.target_spec.supported_ops = [
+            *converter.target_spec.supported_ops, tf.lite.OpsSet.SELECT_TF_OPS,
+        ]
+    return converter
+
+
+def _is_converter_error(exc: BaseException) -> bool:
+    return type(exc).__name__ == "ConverterError"
+
+
+def _fallback(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any], facts: dict,
+              exc: BaseException) -> bytes:
+    """After the builtin-ops conversion failed: Select TF ops when the converter says they would
+    do and the user did not say no; else ConversionError with the converter's hint and the
+    alternatives, in one line."""
+    asked = options.get("select_tf_ops")
+    kind, why = flex_kind(str(exc)), converter_message(exc)
+    if asked or kind is None:
+        raise ConversionError(f"TFLiteConverter{' with Select TF ops' if asked else ''}: {why}") from None
+    rnn = kind == "tensorlist"
+    alternatives = "--select-tf-ops (the Flex delegate)" + (f", {RNN_ALTERNATIVES}" if rnn else "")
+    if asked is False or options.get("select_tf_ops_fallback") is False:
+        off = "select_tf_ops=False" if asked is False else "--no-select-tf-ops-fallback"
+        raise ConversionError(f"builtin ops failed: {why}; the Select TF ops fallback is off ({off});"
+                              f" alternatives: {alternatives}") from None
+    try:
+        flatbuffer = _converter(tf, artifact, keys, options, facts, select=True).convert()
+    except Exception as again:  # noqa: BLE001
+        if not _is_converter_error(again):
+            raise
+        raise ConversionError(f"builtin ops failed: {why}; the Select TF ops fallback failed too:"
+                              f" {converter_message(again)}" + (f"; alternatives: {RNN_ALTERNATIVES}" if rnn else "")
+                              ) from None
+    ops = flex_ops(flatbuffer)
+    facts["select_tf_ops"] = ops
+    facts["fallback"] = (
+        f"builtin ops failed: {why.split('; ')[0]}; converted with Select TF ops instead (Flex ops:"
+        f" {', '.join(ops) or 'none'}): {FLEX_RUNTIME}"
+        + (f"; a recurrent layer with a dynamic batch keeps to builtin ops with {RNN_ALTERNATIVES}" if rnn else "")
+    )
+    return flatbuffer
 
 
 def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
@@ -138,32 +265,17 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
     keys = [signature]
     if mode != "int8":
         keys += [s for s in artifact.facts.get("signatures", []) if s != signature]
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(artifact.path), signature_keys=keys)
     facts: dict[str, Any] = {"precision": PRECISION[mode], "signature": signature, "signatures": keys}
-    if mode == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif mode == "int8":
-        specs = list(artifact.facts.get("inputs") or [])
-        if not specs:
-            raise UsageError("int8 quantization needs the model's input spec, which the source did not give")
-        samples, facts["representative_dataset"] = representative_samples(options, specs)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: iter(samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if options.get("int8_io"):
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-            facts["int8_io"] = True
-    if options.get("select_tf_ops"):
-        converter.target_spec.supported_ops = [
-            *converter.target_spec.supported_ops, tf.lite.OpsSet.SELECT_TF_OPS,
-        ]
-    flatbuffer = converter.convert()
-    if options.get("select_tf_ops"):
-        facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported only when asked for: [] = none needed
+    asked = options.get("select_tf_ops")  # True, False, or None: builtins first, then the fallback
+    try:
+        flatbuffer = _converter(tf, artifact, keys, options, facts, select=bool(asked)).convert()
+    except Exception as exc:  # noqa: BLE001 - TensorFlow's ConverterError, told in one line
+        if not _is_converter_error(exc):
+            raise
+        flatbuffer = _fallback(tf, artifact, keys, options, facts, exc)
+    else:
+        if asked:
+            facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported when asked for: [] = none needed
     destination.write_bytes(flatbuffer)
     return facts
 
@@ -172,8 +284,36 @@ def _dtype_name(dtype) -> str:
     return dtype.__name__ if isinstance(dtype, type) else str(dtype)
 
 
+LITERT = "litert"
+FLEX_RUNNER = "tf.lite.Interpreter (Flex delegate)"
+
+
+def interpreter_for(path: Path) -> tuple[Any, list[str], str]:
+    """(an interpreter, the file's Flex ops, which runtime it is). LiteRT's Interpreter has no
+    Flex delegate of its own: a .tflite with Select TF ops fails to prepare there ("Select
+    TensorFlow op(s) ... not supported by this interpreter") unless TensorFlow happens to be
+    loaded in the same process, whose Flex delegate it then picks up. Such a file is run with
+    TensorFlow's tf.lite.Interpreter, which links the Flex delegate, every time; TensorFlow is
+    imported for it only."""
+    flex = flex_ops(path.read_bytes())
+    if not flex:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter(model_path=str(path)), flex, LITERT
+    try:
+        tf = frameworks.tensorflow()
+    except ImportError:
+        raise RuntimeMissing(f"{path.name} runs TF ops ({', '.join(flex)}) through the Flex delegate, which"
+                             " needs TensorFlow's tf.lite.Interpreter; tensorflow is not installed") from None
+    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": LiteRT has no Flex delegate
+        warnings.simplefilter("ignore")
+        return tf.lite.Interpreter(model_path=str(path)), flex, FLEX_RUNNER
+
+
 class Session:
-    """Runs a .tflite signature with ai_edge_litert's Interpreter, resizing dynamic dims as needed.
+    """Runs a .tflite signature with ai_edge_litert's Interpreter, resizing dynamic dims as needed;
+    a .tflite with Flex ops (Select TF ops) with tf.lite.Interpreter, which has the Flex delegate.
+    `runtime` says which ran it, `flex_ops` which TF ops it runs.
 
     A model with int8 inputs/outputs is fed and read in float: inputs are quantized and outputs
     dequantized with the model's own scales, so it compares with the float source like any other.
@@ -183,9 +323,7 @@ class Session:
         """requested: a signature the user named, which must exist. Otherwise the artifact's
         "signature" fact is run when the file has it, else the first: a fact inherited from an
         earlier hop (a SavedModel's "serving_default") need not name a signature of this file."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_path=str(artifact.path))
+        self._interpreter, self.flex_ops, self.runtime = interpreter_for(Path(artifact.path))
         signatures = self.signatures = self._interpreter.get_signature_list()
         if requested and requested not in signatures:
             available = ", ".join(sorted(signatures)) or "none"
