@@ -197,11 +197,13 @@ def test_objects_that_are_not_complete_jax_sources(tmp_path):
     assert not (tmp_path / "bad.tflite").exists()
 
 
-def test_the_router_takes_jax_to_onnx_through_tflite():
+def test_the_router_takes_jax_to_onnx_through_plain_tf_ops_before_tflite():
     registry = default_registry()
     facts = pipeline.read_source(registry, example("jax_function").mlp()).facts
     assert registry.graph.routes("jax", "tflite", facts)[0].formats == ["jax", "savedmodel", "tflite"]
     routes = registry.graph.routes("jax", "onnx", facts)
-    assert routes and routes[0].formats == ["jax", "savedmodel", "tflite", "onnx"]
+    # tf2onnx's SavedModel front end over its TFLite one (a Flax Transformer's Reshape broke there).
+    assert [h.name for h in routes[0].hops] == ["jax->savedmodel-tf-ops", "savedmodel->onnx"]
+    assert routes[1].formats == ["jax", "savedmodel", "tflite", "onnx"]
     # tf2onnx refuses SavedModels holding XlaCallModule, which the native jax → savedmodel export has.
     assert all(not (r.hops[0].name == "jax->savedmodel" and r.formats[2] == "onnx") for r in routes)

@@ -284,20 +284,44 @@ def _signature_facts(exportable: Exportable) -> dict:
 
 
 def refuse_tf_ops(facts: Mapping[str, Any]) -> str | None:
-    if facts.get("jax_source", "JaxFunction") != "JaxFunction":
-        return (
-            f"only a convhub_jax.JaxFunction can be re-exported as plain TF ops; an {facts['jax_source']}"
-            " keeps the JaxModule's own (native, XlaCallModule) lowering"
-        )
-    return None
+    return None  # every source can be lowered again: a JaxFunction, or a JaxModule's own functions
+
+
+PLAIN_TF_OPS = {"native_serialization": False, "enable_xla": False}
+
+
+def _plain_tf_ops_module(exportable: Exportable):
+    """The source as a JaxModule lowered to plain TF ops, with the same ServingConfigs.
+
+    A JaxFunction is wrapped again; a user's JaxModule is rebuilt from its public parts (params,
+    apply functions, polymorphic shapes, jax2tf options) with jax2tf's non-native lowering, so its
+    TF pre- and post-processors stay as they are."""
+    if exportable.function is not None:
+        return _module_of_function(exportable.function, native=False)
+    from orbax.export import JaxModule, constants
+
+    module = exportable.module
+    configs = list({id(s.config): s.config for s in exportable.signatures.values()}.values())
+    functions = dict(module.apply_fn_map)
+    shapes = dict(module.input_polymorphic_shape_map)
+    kwargs = {k: {**{o: v for o, v in (module.jax2tf_kwargs_map.get(k) or {}).items()
+                     if not o.startswith("native_serialization")}, **PLAIN_TF_OPS} for k in functions}
+    if list(functions) == [constants.DEFAULT_METHOD_KEY]:  # one function: build it as one again
+        (key,) = functions
+        rebuilt = JaxModule(module.model_params, functions[key], input_polymorphic_shape=shapes.get(key),
+                            jax2tf_kwargs=kwargs[key], jit_compile=False)
+    else:
+        rebuilt = JaxModule(module.model_params, functions, input_polymorphic_shape=shapes,
+                            jax2tf_kwargs=kwargs, jit_compile={k: False for k in functions})
+    return rebuilt, configs
 
 
 def to_tf_ops_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
-    """Export a JaxFunction with jax2tf's non-native lowering: a SavedModel of plain TF ops."""
+    """Export the source with jax2tf's non-native lowering: a SavedModel of plain TF ops."""
     exportable: Exportable = artifact.model
-    if exportable is None or exportable.function is None:
-        raise ValueError("only a convhub_jax.JaxFunction can be re-exported as plain TF ops")
-    module, configs = _module_of_function(exportable.function, native=False)
+    if exportable is None:
+        raise ValueError("the JAX artifact holds no model to export")
+    module, configs = _plain_tf_ops_module(exportable)
     from orbax.export import ExportManager
 
     ExportManager(module, configs).save(str(destination))

@@ -43,8 +43,11 @@ def convhub_conversions():
             refuse=tf2onnx_convert.refuse_saved_model,
             description="tf2onnx (SavedModel signature → ONNX), validated by onnx.checker and onnxruntime",
         ),
-        # Dearer than savedmodel → onnx even before the savedmodel → tflite hop, so it is only
-        # planned when the direct edge refuses a model (a SavedModel holding XlaCallModule).
+        # The last resort: dearer than savedmodel → onnx even with the savedmodel → tflite hop
+        # added, and than a JAX model's plain-TF-ops export + savedmodel → onnx (7 < 7.5), because
+        # tf2onnx's TFLite front end is the weaker one (on a Flax Transformer block it wrote a
+        # Reshape that onnxruntime refuses, where the SavedModel route passes). Planned only when
+        # nothing else can take the model (an Orbax export, a SavedModel holding XlaCallModule).
         Conversion(
             "tflite",
             "onnx",
@@ -52,7 +55,7 @@ def convhub_conversions():
             requires=TF2ONNX,
             options=("opset",),
             env=TF_ENV,
-            cost=2.0,
+            cost=3.5,
             description="tf2onnx --tflite, validated by onnx.checker and onnxruntime",
         ),
     ]

@@ -38,6 +38,7 @@ def convhub_conversions():
             env=TF_ENV,
             refuse=converter.refuse,
             options=("tfjs_quantize", "tfjs_shard_bytes"),
+            lossy_options=("tfjs_quantize",),
             description="tensorflowjs.converters.convert_tf_saved_model (options: tfjs_quantize, tfjs_shard_bytes)",
         )
     ]

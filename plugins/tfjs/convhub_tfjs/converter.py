@@ -76,6 +76,10 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         weight_shard_size_bytes=shard_bytes,
         skip_op_check=True,
         strip_debug_ops=True,
+        # Keras RNNs are while loops: written as v1 control flow (Enter/Exit/NextIteration),
+        # TF.js cannot compute their outputs ("Cannot compute the outputs [Identity]"); as v2
+        # (While/If with function bodies) it runs them (bidirectional LSTM: 4.5e-8).
+        control_flow_v2=True,
     )
     model_json = graph_model.load(destination)
     if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json):

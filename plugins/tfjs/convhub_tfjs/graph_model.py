@@ -163,3 +163,24 @@ def unfuse_activations(model_json: dict) -> int:
     if count:
         model_json["modelTopology"]["node"] = rewritten
     return count
+
+
+# Known TF.js failures: (a piece of the error, ops the model must hold, cause and alternative).
+KNOWN_FAILURES = [
+    ("reading 'backend'", {"While", "TensorListStack"},
+     "TF.js loses a tensor between while loops when recurrent layers pass whole sequences to each"
+     " other (stacked LSTM/GRU with return_sequences; seen with @tensorflow/tfjs 4.22). Instead: build"
+     " the layers with unroll=True (a fixed number of timesteps), or convert to tflite or onnx"),
+    ("Cannot compute the outputs", {"Enter", "Exit"},
+     "the model holds TF v1 control flow (Enter/Exit/NextIteration), which TF.js graph execution"
+     " cannot compute; convhub converts with control_flow_v2=True, so this model's SavedModel"
+     " carries v1 loops of its own: re-export it from TF2 (tf.function)"),
+]
+
+
+def hint(error: str, ops: set[str]) -> str:
+    """' (cause ... Instead: ...)' for a TF.js error convhub knows, else ''."""
+    for piece, needs, why in KNOWN_FAILURES:
+        if piece in error and needs <= ops:
+            return f" ({why})"
+    return ""

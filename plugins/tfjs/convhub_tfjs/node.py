@@ -165,6 +165,7 @@ class Session:
         model_json = graph_model.load(model_dir)
         self.inputs, self.outputs = graph_model.signature_of(model_json, model_dir)
         # TF.js returns int32 where the graph says int64 and so on; hand back the graph's dtypes.
+        self._ops = graph_model.ops_of(model_json)  # for the hint a TF.js error gets
         self._output_dtypes = {
             name: graph_model.NUMPY_DTYPES.get(info.get("dtype", ""))
             for name, info in model_json["signature"]["outputs"].items()
@@ -197,7 +198,7 @@ class Session:
         except EOFError:
             raise self._died() from None
         if "error" in header:
-            raise RuntimeError(f"TF.js: {header['error']}")
+            raise RuntimeError(f"TF.js: {header['error']}{graph_model.hint(header['error'], self._ops)}")
         return header, payload
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
