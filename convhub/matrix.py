@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from convhub import validate
-from convhub.errors import InputError, UsageError
+from convhub.errors import InputError, NoRouteError, UsageError
 from convhub.table import human_bytes
 from convhub.types import CALIBRATION
 
@@ -39,9 +40,13 @@ class Cell:
     mode: str
     status: str  # "pass", "fail" (a hop or the check failed), "skipped" (the mode needs what the model lacks)
     max_abs_diff: float | None = None
-    criterion: str = ""  # the tolerance or agreement the verdict was judged by
+    criterion: str = ""  # what the verdict was judged by, in numbers
+    short_criterion: str = ""  # the same in a few characters, for the table
     bytes: int | None = None
     convert_seconds: float | None = None  # the converters' own time on this cell's route
+    hop_seconds: float | None = None  # the same hops' wall time in convhub (worker, reading the source)
+    read_seconds: float | None = None  # of which: reading the source into the first hop's worker
+    check_seconds: float | None = None  # running the final artifact in its runtime
     route: str = ""
     cause: str = ""
     alternative: str = ""
@@ -70,7 +75,8 @@ def models_in(paths: Sequence[str | os.PathLike], registry) -> list[MatrixModel]
         if path.is_dir() and not _is_model(path, registry, detect_format):
             entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or p.is_dir())
                              and not p.name.endswith((CALIBRATION_SUFFIX, INPUTS_SUFFIX)))
-            inner = [p for p in entries if p.suffix == ".py" or _is_model(p, registry, detect_format)]
+            inner = [p for p in entries if p.suffix == ".py" or _is_model(p, registry, detect_format)
+                     or (p.is_dir() and _holds_model(p, registry, detect_format))]
             if not inner:
                 raise InputError(f"{path} holds no model convhub recognizes")
             found.extend(models_in(inner, registry))
@@ -89,6 +95,20 @@ def _is_model(path: Path, registry, detect_format) -> bool:
         return True
     except Exception:  # noqa: BLE001 - not recognized (or ambiguous): not a model here
         return False
+
+
+def _holds_model(folder: Path, registry, detect_format, depth: int = 3) -> bool:
+    """A folder of model folders (one per model, with its data beside it) counts as models."""
+    if depth == 0:
+        return False
+    for p in folder.iterdir():
+        if p.name.startswith(".") or p.name.endswith((CALIBRATION_SUFFIX, INPUTS_SUFFIX)):
+            continue
+        if p.suffix == ".py" or _is_model(p, registry, detect_format):
+            return True
+        if p.is_dir() and _holds_model(p, registry, detect_format, depth - 1):
+            return True
+    return False
 
 
 def _data_of(model: Path) -> tuple[Path | None, Path | None]:
@@ -140,30 +160,63 @@ def run_matrix(
     if not table:
         raise UsageError("no mode left to run")
     cells: list[Cell] = []
-    for i, model in enumerate(models):
-        for group in rounds(table):
-            skipped = {t: m for t, (m, opts) in group.items() if CALIBRATION in opts.values() and model.calibration is None}
-            for target, mode in skipped.items():
-                cell = Cell(model.name, target, mode, "skipped", cause=f"no calibration data ({model.name}{CALIBRATION_SUFFIX})")
-                cells.append(cell)
-                on_cell(cell)
-            group = {t: v for t, v in group.items() if t not in skipped}
-            if not group:
-                continue
-            options = {f"{t}.{k}": (str(model.calibration) if v == CALIBRATION else v)
-                       for t, (_, opts) in group.items() for k, v in opts.items()}
-            names = ", ".join(f"{t} {m}" for t, (m, _) in group.items())
-            progress(f"[{i + 1}/{len(models)}] {model.name}: {names}")
-            for cell in _round(model, group, options, registry, jobs, timeout, run_many):
+    with tempfile.TemporaryDirectory(prefix="convhub-matrix-") as scratch:
+        for i, model in enumerate(models):
+            progress_of = lambda names, i=i, model=model: progress(f"[{i + 1}/{len(models)}] {model.name}: {names}")  # noqa: E731
+            for cell in _model_cells(model, table, registry, jobs, timeout, progress_of, run_many, Path(scratch)):
                 cells.append(cell)
                 on_cell(cell)
     return cells
 
 
-def _round(model, group, options, registry, jobs, timeout, run_many) -> Iterable[Cell]:
+def _model_cells(model, table, registry, jobs, timeout, progress, run_many, scratch) -> Iterable[Cell]:
+    """One model's cells, round by round."""
+    for group in rounds(table):
+        skipped = {t: m for t, (m, opts) in group.items() if CALIBRATION in opts.values() and model.calibration is None}
+        for target, mode in skipped.items():
+            yield Cell(model.name, target, mode, "skipped", cause=f"no calibration data ({model.name}{CALIBRATION_SUFFIX})")
+        group = {t: v for t, v in group.items() if t not in skipped}
+        if not group:
+            continue
+        options = {f"{t}.{k}": (str(model.calibration) if v == CALIBRATION else v)
+                   for t, (_, opts) in group.items() for k, v in opts.items()}
+        progress(", ".join(f"{t} {m}" for t, (m, _) in group.items()))
+        # A round that quantizes is judged on every parity row (agreement needs them); a float32
+        # one on the first FLOAT_ROWS, which prove as much there in a quarter of the time.
+        quantizing = any(opts for _, opts in group.values())
+        inputs = model.inputs if quantizing or model.inputs is None else _first_rows(model.inputs, scratch)
+        yield from _round(model, group, options, inputs, registry, jobs, timeout, run_many)
+
+
+FLOAT_ROWS = 8
+
+
+def _first_rows(path: Path, scratch: Path) -> Path:
+    from convhub import parity
+
+    arrays = parity.read_npz(path)
+    if all(len(a.shape) == 0 or a.shape[0] <= FLOAT_ROWS for a in arrays.values()):
+        return path
+    sliced = scratch / f"{len(list(scratch.iterdir()))}-{path.name}"
+    import numpy as np
+
+    np.savez(sliced, **{k: a[:FLOAT_ROWS] if a.shape else a for k, a in arrays.items()})
+    return sliced
+
+
+def _round(model, group, options, inputs, registry, jobs, timeout, run_many) -> Iterable[Cell]:
     try:
         results = run_many(model.source, list(group), {t: None for t in group}, options=options,
-                           inputs=model.inputs, registry=registry, jobs=jobs, timeout=timeout)
+                           inputs=inputs, registry=registry, jobs=jobs, timeout=timeout)
+    except NoRouteError as exc:
+        if len(group) > 1:  # one target has no route for this model: the others still run
+            for target, value in group.items():
+                scoped = {k: v for k, v in options.items() if k.startswith(f"{target}.")}
+                yield from _round(model, {target: value}, scoped, inputs, registry, jobs, timeout, run_many)
+            return
+        for target, (mode, _) in group.items():
+            yield Cell(model.name, target, mode, "fail", cause=str(exc))
+        return
     except (InputError, UsageError) as exc:  # the model cannot be read, or a mode does not apply to it
         for target, (mode, _) in group.items():
             yield Cell(model.name, target, mode, "fail", cause=str(exc))
@@ -174,12 +227,43 @@ def _round(model, group, options, registry, jobs, timeout, run_many) -> Iterable
         cell = Cell(
             model.name, result.target, mode, "pass" if result.ok else "fail",
             max_abs_diff=final.max_abs_diff if final is not None else None,
-            criterion=str(final.tolerance) if final is not None and final.tolerance else "",
+            criterion=(final.criterion or str(final.tolerance or "")) if final is not None else "",
+            short_criterion=final.short_criterion if final is not None else "",
             bytes=result.artifacts[-1].bytes if result.artifacts and len(result.artifacts) == len(result.route.hops) else None,
-            convert_seconds=round(sum(a.seconds for a in result.artifacts), 2) if result.artifacts else None,
+            convert_seconds=_total(a.converter_seconds for a in result.artifacts),
+            hop_seconds=_total(a.seconds for a in result.artifacts),
+            read_seconds=_total(a.read_seconds for a in result.artifacts),
+            check_seconds=round(final.seconds, 2) if final is not None and final.seconds is not None else None,
             route=str(result.route), cause=result.error, weak_evidence=list(result.weak_evidence),
         )
         yield cell
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values), 2) if values else None
+
+
+OVERHEAD_NOTE = 0.10  # a cell whose hops took this much longer in convhub than in the converters is explained
+
+
+def overhead(cell: Cell) -> tuple[float, str] | None:
+    """convhub's time around the converters on this cell's hops, as a share of theirs, and why;
+    None when under OVERHEAD_NOTE or unknown."""
+    if not cell.convert_seconds or cell.hop_seconds is None:
+        return None
+    extra = cell.hop_seconds - cell.convert_seconds
+    share = extra / cell.convert_seconds
+    if share <= OVERHEAD_NOTE:
+        return None
+    read = cell.read_seconds or 0.0
+    parts = []
+    if read > 0.05:
+        parts.append(f"{read:.1f} s reading the model into the hop's worker (a converter run by hand loads it too)")
+    waited = extra - read
+    if waited > 0.05:
+        parts.append(f"{waited:.1f} s waiting for a worker busy with another target's hop or check, or starting one")
+    return share, "; ".join(parts) or "timer resolution"
 
 
 def add_alternatives(cells: Sequence[Cell]) -> None:
@@ -221,12 +305,12 @@ def environment() -> dict[str, str]:
     return versions
 
 
-def to_json(cells: Sequence[Cell], seconds: float) -> dict[str, Any]:
-    return {"summary": summary(cells), "seconds": round(seconds, 1), "versions": environment(),
-            "cells": [asdict(c) for c in cells]}
+def to_json(cells: Sequence[Cell], seconds: float, interrupted: bool = False) -> dict[str, Any]:
+    return {"summary": summary(cells), "complete": not interrupted, "seconds": round(seconds, 1),
+            "versions": environment(), "cells": [asdict(c) for c in cells]}
 
 
-def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
+def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted: bool = False) -> str:
     """The matrix as a page: one row per model, one column per target and mode; a failing cell
     points at its note, which gives the cause and what works instead."""
     columns: list[tuple[str, str]] = []
@@ -244,13 +328,15 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
         "",
         f"Generated by `{command}` in {seconds / 60:.0f} min on {os.cpu_count()} cores; do not edit by hand.",
         "",
+        *(["**Incomplete: the run was interrupted; these are the cells decided before it stopped.**", ""]
+          if interrupted else []),
         f"**{s['passed']} of {s['ran']} cells pass ({(s['pass_rate'] or 0):.1%})**"
         + (f", {s['skipped']} skipped (no calibration data)" if s["skipped"] else "") + ".",
         "",
         "A cell is ✓ when convhub converted the model and the artifact, run in its own runtime (LiteRT,",
         "onnxruntime, TF.js in Node.js), matched the source on the parity inputs by the criterion of",
         "its mode (`docs/parity.md`). It shows the largest absolute error against the source, the",
-        "artifact's size and the converters' own time on the route (the parity check comes on top).",
+        "artifact's size, and the converters' own time on the route / convhub's time for those hops.",
         "✗ cells point at a note with the cause and what works instead.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in environment().items()) + ".",
@@ -268,7 +354,8 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
             elif cell.passed:
                 err = f"{cell.max_abs_diff:.1e}" if cell.max_abs_diff is not None else "?"
                 weak = " (weak)" if cell.weak_evidence else ""
-                row.append(f"✓ {err}{weak}<br>{human_bytes(cell.bytes)} · {cell.convert_seconds or 0:.1f} s")
+                judged = f" ({cell.short_criterion})" if cell.short_criterion else ""
+                row.append(f"✓ {err}{judged}{weak}<br>{human_bytes(cell.bytes)} · {_seconds(cell)}")
             elif cell.status == "skipped":
                 row.append("–")
             else:
@@ -278,12 +365,27 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str) -> str:
         lines.append(f"| {model} | " + " | ".join(row) + " |")
     if notes:
         lines += ["", "## Notes", "", *notes]
+    slow = [(c, overhead(c)) for c in cells if c.status != "skipped" and overhead(c) is not None]
+    lines += ["", "## Time", "",
+              "Each ✓ cell gives the converters' own time on its route, then convhub's wall time for the same",
+              "hops; the check (running the artifact in its runtime) comes on top and is in the JSON",
+              "(`check_seconds`). Hops shared by the targets of a round (keras → savedmodel) count in each cell.",
+              f"convhub's overhead over the converters is over {OVERHEAD_NOTE:.0%} in {len(slow)} of"
+              f" {sum(c.status != 'skipped' for c in cells)} cells" + (":" if slow else "."), ""]
+    lines += [f"- {c.model} → {c.target} {c.mode}: +{share:.0%} ({c.convert_seconds:.1f} s → {c.hop_seconds:.1f} s): {why}"
+              for c, (share, why) in slow]
     weak = [(c, w) for c in cells if c.passed for w in c.weak_evidence]
     if weak:
         lines += ["", "## Weak evidence", "",
                   "These cells passed, but the source's outputs barely depend on the inputs, so the pass proves little:", ""]
         lines += [f"- {c.model} → {c.target} {c.mode}: {w}" for c, w in weak]
     return "\n".join(lines) + "\n"
+
+
+def _seconds(cell: Cell) -> str:
+    if cell.convert_seconds is None:
+        return "?"
+    return f"{cell.convert_seconds:.1f} s" + (f" / {cell.hop_seconds:.1f} s" if cell.hop_seconds is not None else "")
 
 
 def _one_line(text: str, limit: int = 400) -> str:

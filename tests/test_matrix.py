@@ -26,3 +26,19 @@ def test_a_fifo_or_a_missing_model_exits_2_at_once(tmp_path, capsys):
     assert cli.main(["matrix", str(tmp_path / "missing.keras")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
     assert cli.main(["matrix", str(tmp_path / "empty")]) == 2  # no such folder either
+
+
+def test_a_folder_of_model_folders_is_read_with_the_data_beside_each_model(tmp_path):
+    from convhub.matrix import models_in
+    from convhub.plugins import default_registry
+
+    for name in ("cnn", "rnn"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.keras").write_bytes(b"PK")  # detected by its suffix; read later
+        (tmp_path / name / f"{name}.calibration.npz").write_bytes(b"")
+    (tmp_path / "flax").mkdir()
+    (tmp_path / "flax" / "flax.py").write_text("model = None\n")
+    found = {m.name: m for m in models_in([tmp_path], default_registry())}
+    assert sorted(found) == ["cnn", "flax", "rnn"]
+    assert found["cnn"].calibration == tmp_path / "cnn" / "cnn.calibration.npz" and found["cnn"].inputs is None
+    assert found["flax"].source == f"{tmp_path / 'flax' / 'flax.py'}:model"

@@ -65,9 +65,10 @@ Input conventions
 Dynamic dimensions: every model has a dynamic batch dim; `lstm_dynamic` also has a dynamic time
 dim (input (None, None, 8)). Everything else is static.
 
-Output names: `keras.Model.export` (convhub's keras -> savedmodel step) names a Keras model's
-outputs output_0, output_1... unless the model returns a dict; `two_inputs_two_outputs` returns
-{"class_probs", "score"}, so those names survive conversion. The check table prints the Keras
+Output names: convhub's keras -> savedmodel step names a Keras model's outputs after their output
+layers when the author named them (`predictions_named` keeps 'predictions'), else output_0,
+output_1... as keras.Model.export does; `two_inputs_two_outputs` returns {"class_probs", "score"},
+so those names survive conversion. The check table prints the Keras
 output layers' names (e.g. "predictions"), the SavedModel signature keys ("embed:..." for the
 second signature of `tf_module_two_signatures`) and the JAX output names.
 
@@ -712,7 +713,7 @@ def _build_tf_module(folder: Path) -> str:
     sample = synthetic_features(LIVE_ROWS, MODULE_FEATURES, seed=LIVE_SEED)
     logits = module.classify(tf.constant(sample))["logits"].numpy()
     module.head.assign(module.head * (LOGIT_MEDIAN / np.median(np.abs(logits))))
-    path = Path(folder) / "tf_module_savedmodel"
+    path = Path(folder) / "tf_module_two_signatures"  # a matrix row is named after its file
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.classify, "embed": module.embed})
     return str(path)
 
@@ -1015,7 +1016,9 @@ def _helpers_source() -> str:
 def _jax_source(filename: str, template: str, name: str) -> Callable[[Path], str]:
     def build(folder: Path) -> str:
         path = Path(folder) / filename
-        path.write_text(template.replace("@@HELPERS@@", _helpers_source()).lstrip())
+        # `model` too: what `convhub matrix DIR` takes a folder's X.py to export.
+        text = template.replace("@@HELPERS@@", _helpers_source()).lstrip()
+        path.write_text(f"{text.rstrip()}\n\n\nmodel = {name}\n")
         return f"{path}:{name}"
 
     return build
