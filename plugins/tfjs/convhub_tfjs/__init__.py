@@ -39,6 +39,7 @@ def convhub_conversions():
             refuse=converter.refuse,
             options=("tfjs_quantize", "tfjs_shard_bytes"),
             lossy_options=("tfjs_quantize",),
+            notes=converter.notes,
             description="tensorflowjs.converters.convert_tf_saved_model (options: tfjs_quantize, tfjs_shard_bytes)",
         )
     ]

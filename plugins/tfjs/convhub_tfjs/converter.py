@@ -39,6 +39,15 @@ def parse_options(options: Mapping[str, Any]) -> tuple[str | None, int]:
     return quantize, shard_bytes
 
 
+def notes(facts: Mapping[str, Any]) -> list[str]:
+    """What this hop does to every model, said by `convhub route --explain`."""
+    return [
+        "frozen with TF_ENABLE_ONEDNN_OPTS=0: oneDNN's Grappler remapper would fuse Conv+BiasAdd+HardSwish"
+        " into a _FusedConv2D with a _fusedhardswish activation TF.js cannot run (MobileNetV3)",
+        "written with v2 control flow (While/If), which TF.js computes; v1 loops it cannot",
+    ]
+
+
 def refuse(facts: Mapping[str, Any]) -> str | None:
     return XLA_CALL_MODULE_REASON if facts.get("xla_call_module") else None
 
