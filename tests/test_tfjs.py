@@ -274,3 +274,27 @@ def test_the_precision_fact_comes_from_the_weights_manifest(dtypes, precision):
     weights += [{"name": f"w{i}", "shape": [4], "dtype": "float32", "quantization": {"dtype": d}}
                 for i, d in enumerate(dtypes)]
     assert graph_model.precision_of({"weightsManifest": [{"paths": ["a.bin"], "weights": weights}]}) == precision
+
+
+def test_a_weight_holding_minus_infinity_stays_float32_when_the_others_quantize(tmp_path):
+    """uint8 quantization of a weight holding -inf (an attention mask) gives it min=-Infinity,
+    which model.json cannot hold as JSON; that weight is kept float32 and said."""
+    import tensorflow as tf
+
+    class Masked(tf.Module):
+        def __init__(self):
+            rng = np.random.default_rng(4)
+            self.kernel = tf.Variable(rng.normal(size=(6, 6)).astype("float32"))
+            self.mask = tf.Variable(np.array([0, 0, 0, -np.inf, 0, 0], "float32"))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32, name="x")])
+        def serve(self, x):
+            return {"probs": tf.nn.softmax(tf.matmul(x, self.kernel) + self.mask)}
+
+    module = Masked()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    result = convhub.convert(tmp_path / "sm", to="tfjs", output=tmp_path / "out", options={"tfjs_quantize": "uint8"})
+    facts = result.artifacts[-1].facts
+    assert result.ok and len(facts["tfjs_float32_weights"]) == 1
+    text = (tmp_path / "out" / "model.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text and '"uint8"' in text

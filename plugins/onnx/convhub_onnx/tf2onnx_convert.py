@@ -96,9 +96,18 @@ def _tfl_gelu(ctx, node, name, args):
     ctx.make_node("Mul", [half_x, op("Add", gate, const(1.0))], outputs=[out], name=name, shapes=shapes, dtypes=dtypes)
 
 
+def _identity(ctx, node, name, args):
+    """PreventGradient(x) = x at inference (a non-native jax2tf export wraps values in it); tf2onnx
+    leaves it in the graph unconverted."""
+    x, out = node.input[0], node.output[0]
+    shapes, dtypes = node.output_shapes, node.output_dtypes
+    ctx.remove_node(node.name)
+    ctx.make_node("Identity", [x], outputs=[out], name=name, shapes=shapes, dtypes=dtypes)
+
+
 def _custom_op_handlers() -> dict:
     # tf2onnx's old-style handlers: {op type: (handler(ctx, node, name, args), args)}.
-    return {"Erfc": (_erfc, []), "TFL_GELU": (_tfl_gelu, [])}
+    return {"Erfc": (_erfc, []), "TFL_GELU": (_tfl_gelu, []), "PreventGradient": (_identity, [])}
 
 
 # --- making the result readable and checking it ------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -73,15 +74,34 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_converter
 
     signature = artifact.facts.get("signature", "serving_default")
+    convert = lambda dtype_map: _convert(tfjs_converter, artifact.path, destination, signature, dtype_map, shard_bytes)  # noqa: E731
+    convert({quantize: True} if quantize else None)
+    model_json = graph_model.load(destination)
+    # A weight holding ±inf or NaN (an attention mask's -inf) quantizes to a min or scale that is
+    # not a number: tensorflowjs writes "-Infinity" into model.json, which no JSON parser (TF.js's
+    # included) reads. Such weights stay float32; the others are quantized as asked.
+    unquantizable = graph_model.nonfinite_quantized(model_json)
+    if unquantizable:
+        shutil.rmtree(destination)
+        names = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]
+                 if w["name"] not in unquantizable]
+        convert({quantize: names})
+    facts = _finish(destination)
+    if unquantizable:
+        facts["tfjs_float32_weights"] = sorted(unquantizable)
+    return {"precision": PRECISION[quantize], "signature": signature, **facts}
+
+
+def _convert(tfjs_converter, saved_model: Path, destination: Path, signature: str, dtype_map, shard_bytes: int) -> None:
     # The converter's op check would reject Erfc (Keras' exact GELU), which rewrite_erfc expresses
     # with ops TF.js has; so the check runs below, on the final graph, with the converter's op lists.
     # Assert, CheckNumerics and Print have no TF.js kernel: they are stripped (jax2tf's shape
     # checks are Asserts), and the parity check still proves what the model computes.
     tfjs_converter.convert_tf_saved_model(
-        str(artifact.path),
+        str(saved_model),
         str(destination),
         signature_def=signature,
-        quantization_dtype_map={quantize: True} if quantize else None,
+        quantization_dtype_map=dtype_map,
         weight_shard_size_bytes=shard_bytes,
         skip_op_check=True,
         strip_debug_ops=True,
@@ -90,14 +110,14 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         # (While/If with function bodies) it runs them (bidirectional LSTM: 4.5e-8).
         control_flow_v2=True,
     )
+
+
+def _finish(destination: Path) -> dict:
+    """Make the written graph one TF.js runs (Erfc, fused activations), and check its ops."""
     model_json = graph_model.load(destination)
     if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json):
         (destination / graph_model.MODEL_JSON).write_text(json.dumps(model_json), encoding="utf-8")
     unsupported = graph_model.ops_of(model_json) - supported_ops()
     if unsupported:
         raise ValueError(f"Unsupported Ops in the model after optimization: {', '.join(sorted(unsupported))}")
-    return {
-        "precision": PRECISION[quantize],
-        "signature": signature,
-        "tfjs_weight_shards": len(graph_model.shard_files(destination)),
-    }
+    return {"tfjs_weight_shards": len(graph_model.shard_files(destination))}

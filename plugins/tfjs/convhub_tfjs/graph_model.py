@@ -184,3 +184,17 @@ def hint(error: str, ops: set[str]) -> str:
         if piece in error and needs <= ops:
             return f" ({why})"
     return ""
+
+
+def nonfinite_quantized(model_json: dict) -> set[str]:
+    """The quantized weights whose quantization parameters are not finite numbers (the weight
+    held ±inf or NaN): model.json then holds -Infinity or NaN, which JSON parsers refuse."""
+    import math
+
+    bad = set()
+    for group in model_json.get("weightsManifest", []):
+        for weight in group.get("weights", []):
+            params = weight.get("quantization") or {}
+            if any(isinstance(v, float) and not math.isfinite(v) for v in params.values()):
+                bad.add(weight["name"])
+    return bad
