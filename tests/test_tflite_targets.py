@@ -48,7 +48,9 @@ def test_int8_io_and_user_calibration_data(tmp_path, cnn):
 
     runner = Interpreter(model_path=str(tmp_path / "m.tflite")).get_signature_runner()
     assert runner.get_input_details()["image"]["dtype"] == np.int8
-    assert result.parity[-1].passed and result.parity[-1].outputs[0].top1_agreement == 1.0
+    (output,) = result.parity[-1].outputs
+    # Judged over the 32 rows a quantizing route checks on, not the 3 of a float one.
+    assert result.parity[-1].passed and output.rows == 32 and output.top1_agreement >= 0.9
 
 
 def test_quantized_models_are_not_judged_by_float32_tolerances(tmp_path, cnn):
