@@ -121,6 +121,9 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] = f
     p.add_argument("--json-file", metavar="FILE", help="write every cell as JSON to FILE")
     p.add_argument("--json", action="store_true", help="print the cells as one JSON object on stdout")
     p.add_argument("--generated-by", metavar="TEXT", help="the command the Markdown page names (default: this one)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the cells of the models this run does not convert, from the existing --json-file"
+                        " (re-run some models after a fix)")
     _execution_flags(p)
 
     p = sub.add_parser("demo", help="convert built-in example models through every route and check parity")
@@ -474,15 +477,24 @@ def cmd_matrix(args) -> int:
         cells.append(cell)
         show(cell)
 
-    command = args.generated_by or "convhub matrix " + " ".join(args.models)
+    commands = [args.generated_by or "convhub matrix " + " ".join(args.models)]
+    kept, kept_seconds = [], 0.0
+    if args.update:
+        if not args.json_file:
+            raise UsageError("--update needs --json-file: the matrix whose other cells it keeps")
+        if Path(args.json_file).exists():
+            kept, kept_seconds, before = matrix.load(Path(args.json_file), {m.name for m in models})
+            commands = before + commands
     from convhub.publish import write_text
 
     def write(interrupted: bool = False) -> dict:
-        matrix.add_alternatives(cells)
-        seconds = time.perf_counter() - started
-        payload = matrix.to_json(cells, seconds, interrupted=interrupted)
+        every = matrix.merge(kept, cells)
+        matrix.add_alternatives(every)
+        seconds = kept_seconds + time.perf_counter() - started
+        payload = matrix.to_json(every, seconds, interrupted=interrupted, commands=commands)
         if args.markdown:
-            write_text(Path(args.markdown), matrix.to_markdown(cells, seconds, command, interrupted=interrupted))
+            write_text(Path(args.markdown), matrix.to_markdown(every, seconds, "`, then `".join(commands),
+                                                               interrupted=interrupted))
         if args.json_file:
             write_text(Path(args.json_file), dump_json(payload) + "\n")
         return payload

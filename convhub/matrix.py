@@ -8,6 +8,7 @@ workers. Nothing is written but the report: artifacts live in the run's work fol
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import tempfile
@@ -305,9 +306,48 @@ def environment() -> dict[str, str]:
     return versions
 
 
-def to_json(cells: Sequence[Cell], seconds: float, interrupted: bool = False) -> dict[str, Any]:
+def to_json(cells: Sequence[Cell], seconds: float, interrupted: bool = False,
+            commands: Sequence[str] = ()) -> dict[str, Any]:
     return {"summary": summary(cells), "complete": not interrupted, "seconds": round(seconds, 1),
-            "versions": environment(), "cells": [asdict(c) for c in cells]}
+            "commands": list(commands), "versions": environment(), "cells": [asdict(c) for c in cells]}
+
+
+def load(path: Path, rerun: set[str]) -> tuple[list[Cell], float, list[str]]:
+    """The cells of an earlier run's JSON, but for the models in `rerun` only a placeholder each
+    that keeps the model's place (merge drops it), its seconds and the commands that made it
+    (for --update)."""
+    import json
+
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        fields = {f.name for f in dataclasses.fields(Cell)}
+        cells = [Cell(**{k: v for k, v in c.items() if k in fields}) for c in payload["cells"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a matrix convhub wrote ({type(exc).__name__}: {exc}); drop --update") from None
+    if not payload.get("complete", True):
+        raise InputError(f"{path} is an interrupted run's; run it whole before updating it")
+    kept, placed = [], set()
+    for cell in cells:
+        if cell.model not in rerun:
+            kept.append(cell)
+        elif cell.model not in placed:
+            placed.add(cell.model)
+            kept.append(Cell(cell.model, "", "", PLACEHOLDER))
+    return kept, float(payload.get("seconds") or 0.0), list(payload.get("commands") or [])
+
+
+def merge(kept: Sequence[Cell], new: Sequence[Cell]) -> list[Cell]:
+    """The kept cells with the new ones, models in the order they first came (a re-run model
+    goes back to its place), and within a model the cells as they ran."""
+    order: list[str] = []
+    for cell in [*kept, *new]:
+        if cell.model not in order:
+            order.append(cell.model)
+    every = [c for c in [*kept, *new] if c.status != PLACEHOLDER]
+    return sorted(every, key=lambda c: order.index(c.model))
+
+
+PLACEHOLDER = "re-run"  # a kept model's place in the order while it runs again
 
 
 def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted: bool = False) -> str:

@@ -42,3 +42,24 @@ def test_a_folder_of_model_folders_is_read_with_the_data_beside_each_model(tmp_p
     assert sorted(found) == ["cnn", "flax", "rnn"]
     assert found["cnn"].calibration == tmp_path / "cnn" / "cnn.calibration.npz" and found["cnn"].inputs is None
     assert found["flax"].source == f"{tmp_path / 'flax' / 'flax.py'}:model"
+
+
+def test_update_keeps_the_other_models_cells_and_each_models_place(tmp_path):
+    import json
+
+    from convhub import matrix
+
+    old = [matrix.Cell(m, t, "float32", "pass" if m != "b" else "fail", cause="" if m != "b" else "broken")
+           for m in ("a", "b", "c") for t in ("tflite", "onnx")]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(matrix.to_json(old, 60.0, commands=["first"])))
+    kept, seconds, commands = matrix.load(path, {"b"})
+    new = [matrix.Cell("b", t, "float32", "pass") for t in ("tflite", "onnx")]
+    merged = matrix.merge(kept, new)
+    assert [(c.model, c.target, c.status) for c in merged] == [
+        ("a", "tflite", "pass"), ("a", "onnx", "pass"), ("b", "tflite", "pass"), ("b", "onnx", "pass"),
+        ("c", "tflite", "pass"), ("c", "onnx", "pass")]
+    assert seconds == 60.0 and commands == ["first"]
+    path.write_text(json.dumps(matrix.to_json(old, 6.0, interrupted=True)))
+    with pytest.raises(Exception, match="interrupted run"):
+        matrix.load(path, {"b"})
