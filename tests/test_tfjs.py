@@ -298,3 +298,16 @@ def test_a_weight_holding_minus_infinity_stays_float32_when_the_others_quantize(
     assert result.ok and len(facts["tfjs_float32_weights"]) == 1
     text = (tmp_path / "out" / "model.json").read_text()
     assert "Infinity" not in text and "NaN" not in text and '"uint8"' in text
+
+
+def test_outputs_tensorflowjs_named_by_tensor_get_the_signatures_names_back():
+    """A non-native jax2tf export's outputs lose their names in tensorflowjs ("Identity_2:0");
+    paired by order they were compared with the wrong source output (Orbax logits vs probabilities)."""
+    model_json = {"signature": {"outputs": {
+        "Identity_2:0": {"name": "Identity_2:0"}, "Identity_1:0": {"name": "Identity_1:0"}, "label": {"name": "Identity:0"}}}}
+    assert graph_model.restore_output_names(model_json, ["logits", "probabilities", "label"]) == 2
+    assert {k: v["name"] for k, v in model_json["signature"]["outputs"].items()} == {
+        "label": "Identity:0", "logits": "Identity_1:0", "probabilities": "Identity_2:0"}
+    # Names that are neither the expected one nor a tensor's: left alone, not guessed.
+    odd = {"signature": {"outputs": {"a": {"name": "Identity:0"}, "b": {"name": "Identity_1:0"}}}}
+    assert graph_model.restore_output_names(odd, ["x", "y"]) == 0 and set(odd["signature"]["outputs"]) == {"a", "b"}

@@ -86,7 +86,7 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         names = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]
                  if w["name"] not in unquantizable]
         convert({quantize: names})
-    facts = _finish(destination)
+    facts = _finish(destination, artifact.facts.get("outputs") or [])
     if unquantizable:
         facts["tfjs_float32_weights"] = sorted(unquantizable)
     return {"precision": PRECISION[quantize], "signature": signature, **facts}
@@ -112,10 +112,12 @@ def _convert(tfjs_converter, saved_model: Path, destination: Path, signature: st
     )
 
 
-def _finish(destination: Path) -> dict:
-    """Make the written graph one TF.js runs (Erfc, fused activations), and check its ops."""
+def _finish(destination: Path, outputs: list[str]) -> dict:
+    """Make the written graph one TF.js runs (Erfc, fused activations), its outputs named as the
+    SavedModel's, and check its ops."""
     model_json = graph_model.load(destination)
-    if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json):
+    changed = graph_model.restore_output_names(model_json, outputs)
+    if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json) + changed:
         (destination / graph_model.MODEL_JSON).write_text(json.dumps(model_json), encoding="utf-8")
     unsupported = graph_model.ops_of(model_json) - supported_ops()
     if unsupported:

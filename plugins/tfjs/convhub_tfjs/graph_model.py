@@ -198,3 +198,32 @@ def nonfinite_quantized(model_json: dict) -> set[str]:
             if any(isinstance(v, float) and not math.isfinite(v) for v in params.values()):
                 bad.add(weight["name"])
     return bad
+
+
+def restore_output_names(model_json: dict, names: list[str]) -> int:
+    """Give signature outputs that tensorflowjs named by a graph tensor ("Identity_2:0") the
+    SavedModel signature's name; returns how many it renamed.
+
+    tensorflowjs looks each frozen output up in the SavedModel's signature and, when freezing
+    renamed it (a non-native jax2tf export's), keeps the tensor's name. Paired by order, such
+    outputs would be compared with the wrong source output. A signature's outputs are a dict,
+    flattened in sorted key order, and freezing numbers its Identity nodes in that order, so the
+    k-th output tensor is the k-th name in sorted order. Nothing is renamed unless every output
+    either has its name already at that place or a tensor's name.
+    """
+    outputs = (model_json.get("signature") or {}).get("outputs") or {}
+    if not names or len(names) != len(outputs) or set(outputs) == set(names):
+        return 0
+
+    def node_order(key):
+        stem, _, index = outputs[key]["name"].partition(":")
+        base, _, number = stem.rpartition("_")
+        return (base, int(number)) if number.isdigit() and base else (stem, 0), int(index or 0)
+
+    keys = sorted(outputs, key=node_order)
+    wanted = sorted(names)
+    if not all(key == name or ":" in key for key, name in zip(keys, wanted)):
+        return 0
+    renamed = {name: outputs[key] for key, name in zip(keys, wanted)}
+    model_json["signature"]["outputs"] = renamed
+    return sum(key != name for key, name in zip(keys, wanted))
