@@ -407,7 +407,7 @@ def test_a_signal_mid_conversion_stops_everything_and_changes_nothing(site, tmp_
     workers = _wait_for_workers(proc)
     time.sleep(2)  # the hang is under way
     proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=30)
+    stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     payload = json.loads(stdout)
     assert payload["interrupted"] is True and payload["exit_code"] == code and payload["ok"] is False

@@ -23,7 +23,7 @@ SUBSET = [
     "predictions_named",  # a Keras output named 'predictions' keeps its name
     "two_inputs_two_outputs",  # named inputs, dict outputs
     "tf_module_two_signatures",  # a tf.Module SavedModel with two signatures
-    "flax_transformer",  # JAX: plain TF ops for tf2onnx and tensorflowjs
+    "flax_cnn",  # JAX: plain TF ops for tf2onnx and tensorflowjs
     "orbax_serving",  # an Orbax JaxModule with TF pre/post-processing, lowered again for TF.js
 ]
 
@@ -64,7 +64,7 @@ def test_the_fixes_are_on_the_routes_that_need_them(float32_matrix):
     _, _, payload = float32_matrix
     cell = {(c["model"], c["target"]): c for c in payload["cells"]}
     # Flax and Orbax reach ONNX and TF.js through the plain-TF-ops export, not tf2onnx's TFLite front end.
-    for model in ("flax_transformer", "orbax_serving"):
+    for model in ("flax_cnn", "orbax_serving"):
         assert "savedmodel-tf-ops" in cell[model, "onnx"]["route"] and "tflite" not in cell[model, "onnx"]["route"]
         assert "savedmodel-tf-ops" in cell[model, "tfjs"]["route"]
     # The two-output model is judged output by output, by name.
