@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from convhub import capture, parity, tasks
 from convhub.errors import ConvhubError, RuntimeMissing
 from convhub.graph import missing_modules
-from convhub.plan import Target, hops_of
+from convhub.plan import Target, hops_of, is_set
 from convhub.plugins import Registry
 from convhub.results import ArtifactRecord, HopKey, HopOutcome, HopStatus
 from convhub.types import Artifact, Format
@@ -138,8 +138,7 @@ class _Execution:
         self.destinations: dict[HopKey, Path] = {}
         self.read_options = dict(read_options or {})
         # Quantized artifacts are judged by agreement too, which needs more rows than a float check.
-        quantizing = any(t.options.get(k) not in (None, False) for t in targets for hop in t.route.hops
-                         for k in hop.lossy_options)
+        quantizing = any(is_set(t.options.get(k)) for t in targets for hop in t.route.hops for k in hop.lossy_options)
         self.batch = parity.QUANTIZED_BATCH if quantizing else parity.DEFAULT_BATCH
         self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
 

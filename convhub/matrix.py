@@ -405,7 +405,7 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted
         lines.append(f"| {model} | " + " | ".join(row) + " |")
     if notes:
         lines += ["", "## Notes", "", *notes]
-    slow = [(c, overhead(c)) for c in cells if c.status != "skipped" and overhead(c) is not None]
+    slow = [(c, o) for c in cells if c.status != "skipped" and (o := overhead(c)) is not None]
     lines += ["", "## Time", "",
               "Each ✓ cell gives the converters' own time on its route, then convhub's wall time for the same",
               "hops; the check (running the artifact in its runtime) comes on top and is in the JSON",

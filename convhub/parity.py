@@ -55,10 +55,14 @@ class Tolerance:
         return {"atol": self.atol, "rtol": self.rtol, "span": self.span, "scaled": self.scaled,
                 "max_rel_rms": self.max_rel_rms, "min_top1": self.min_top1, "min_top5": self.min_top5}
 
+    def absolute(self, m: float) -> float:
+        """The part of every element's allowance that does not depend on its own value, for an
+        output of magnitude m."""
+        return self.atol * (m if self.scaled else 1.0) + self.span * m
+
     def bound(self, ref: np.ndarray) -> np.ndarray:
         """The largest error each element may have."""
-        m = magnitude(ref) if self.scaled else 1.0
-        return self.atol * m + self.rtol * np.abs(ref) + self.span * magnitude(ref)
+        return self.absolute(magnitude(ref)) + self.rtol * np.abs(ref)
 
     def __str__(self) -> str:
         text = f"atol={self.atol:g}{'×magnitude' if self.scaled else ''}, rtol={self.rtol:g}"
@@ -330,7 +334,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
 def _bound_text(tol: Tolerance, ref: np.ndarray) -> str:
     """The element-wise allowance in numbers, for this output."""
     m = magnitude(ref)
-    parts = [f"{tol.atol * (m if tol.scaled else 1.0) + tol.span * m:.2g}"]
+    parts = [f"{tol.absolute(m):.2g}"]
     if tol.rtol:
         parts.append(f"{tol.rtol:g}·|ref|")
     scaled = (tol.scaled or tol.span) and m > 1
@@ -350,8 +354,7 @@ def weak_evidence(ref: np.ndarray, finite: np.ndarray, tol: Tolerance) -> str:
     values = ref[finite] if ref.shape == finite.shape else ref.ravel()
     if values.size == 0:
         return ""
-    scale = magnitude(values)
-    typical = tol.atol * (scale if tol.scaled else 1.0) + tol.rtol * float(np.median(np.abs(values))) + tol.span * scale
+    typical = tol.absolute(magnitude(values)) + tol.rtol * float(np.median(np.abs(values)))
     if float(np.max(np.abs(values))) <= tol.atol:
         return f"every value is within atol={tol.atol:g} of 0 (largest {float(np.max(np.abs(values))):.2g}): an all-zero output would pass"
     rows_vary = ref.ndim >= 1 and ref.shape[0] >= 2 and ref.shape == finite.shape

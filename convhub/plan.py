@@ -41,7 +41,7 @@ class Target:
         return keys
 
 
-def _set(value: Any) -> bool:
+def is_set(value: Any) -> bool:
     return value is not None and value is not False
 
 
@@ -49,7 +49,7 @@ def check_source_options(options: Mapping[str, Any], source: Format, formats: Ma
     """A reading option (`signature`) for a source whose format does not read it is a mistake."""
     readers = {k for f in formats.values() for k in f.options}
     for key, value in options.items():
-        if key in readers and key not in source.options and key not in GENERAL_OPTIONS and _set(value):
+        if key in readers and key not in source.options and key not in GENERAL_OPTIONS and is_set(value):
             takes = ", ".join(sorted(f.name for f in formats.values() if key in f.options))
             raise UsageError(f"option {key!r} does not apply to a {source.name} source (it is for {takes} sources)")
 
@@ -74,7 +74,7 @@ def options_per_target(options: Mapping[str, Any], routes: Mapping[str, Route],
                 raise UsageError(f"option {name!r} is not used by any conversion on the route {routes[scope]}")
             per_target[scope][name] = value
             continue
-        if key in GENERAL_OPTIONS or key in source_options or not _set(value):
+        if key in GENERAL_OPTIONS or key in source_options or not is_set(value):
             continue
         using = [t for t in routes if key in reads[t]]
         if not using:
