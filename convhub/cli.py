@@ -483,12 +483,12 @@ def cmd_matrix(args) -> int:
         if not args.json_file:
             raise UsageError("--update needs --json-file: the matrix whose other cells it keeps")
         if Path(args.json_file).exists():
-            kept, kept_seconds, before = matrix.load(Path(args.json_file), {m.name for m in models})
+            kept, kept_seconds, before = matrix.load(Path(args.json_file))
             commands = before + commands
     from convhub.publish import write_text
 
     def write(interrupted: bool = False) -> dict:
-        every = matrix.merge(kept, cells)
+        every = matrix.merge(kept, cells, {m.name for m in models})
         matrix.add_alternatives(every)
         seconds = kept_seconds + time.perf_counter() - started
         payload = matrix.to_json(every, seconds, interrupted=interrupted, commands=commands)

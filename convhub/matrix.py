@@ -312,10 +312,8 @@ def to_json(cells: Sequence[Cell], seconds: float, interrupted: bool = False,
             "commands": list(commands), "versions": environment(), "cells": [asdict(c) for c in cells]}
 
 
-def load(path: Path, rerun: set[str]) -> tuple[list[Cell], float, list[str]]:
-    """The cells of an earlier run's JSON, but for the models in `rerun` only a placeholder each
-    that keeps the model's place (merge drops it), its seconds and the commands that made it
-    (for --update)."""
+def load(path: Path) -> tuple[list[Cell], float, list[str]]:
+    """An earlier run's cells, its seconds and the commands that made it (for --update)."""
     import json
 
     try:
@@ -326,28 +324,15 @@ def load(path: Path, rerun: set[str]) -> tuple[list[Cell], float, list[str]]:
         raise InputError(f"{path} is not a matrix convhub wrote ({type(exc).__name__}: {exc}); drop --update") from None
     if not payload.get("complete", True):
         raise InputError(f"{path} is an interrupted run's; run it whole before updating it")
-    kept, placed = [], set()
-    for cell in cells:
-        if cell.model not in rerun:
-            kept.append(cell)
-        elif cell.model not in placed:
-            placed.add(cell.model)
-            kept.append(Cell(cell.model, "", "", PLACEHOLDER))
-    return kept, float(payload.get("seconds") or 0.0), list(payload.get("commands") or [])
+    return cells, float(payload.get("seconds") or 0.0), list(payload.get("commands") or [])
 
 
-def merge(kept: Sequence[Cell], new: Sequence[Cell]) -> list[Cell]:
-    """The kept cells with the new ones, models in the order they first came (a re-run model
-    goes back to its place), and within a model the cells as they ran."""
-    order: list[str] = []
-    for cell in [*kept, *new]:
-        if cell.model not in order:
-            order.append(cell.model)
-    every = [c for c in [*kept, *new] if c.status != PLACEHOLDER]
+def merge(previous: Sequence[Cell], new: Sequence[Cell], rerun: set[str]) -> list[Cell]:
+    """The previous cells of the models not in `rerun`, with the new cells; models in the order
+    they first came (a re-run model goes back to its place), a model's cells as they ran."""
+    order = list(dict.fromkeys(c.model for c in [*previous, *new]))
+    every = [*(c for c in previous if c.model not in rerun), *new]
     return sorted(every, key=lambda c: order.index(c.model))
-
-
-PLACEHOLDER = "re-run"  # a kept model's place in the order while it runs again
 
 
 def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted: bool = False) -> str:

@@ -53,13 +53,13 @@ def test_update_keeps_the_other_models_cells_and_each_models_place(tmp_path):
            for m in ("a", "b", "c") for t in ("tflite", "onnx")]
     path = tmp_path / "m.json"
     path.write_text(json.dumps(matrix.to_json(old, 60.0, commands=["first"])))
-    kept, seconds, commands = matrix.load(path, {"b"})
+    previous, seconds, commands = matrix.load(path)
     new = [matrix.Cell("b", t, "float32", "pass") for t in ("tflite", "onnx")]
-    merged = matrix.merge(kept, new)
+    merged = matrix.merge(previous, new, {"b"})
     assert [(c.model, c.target, c.status) for c in merged] == [
         ("a", "tflite", "pass"), ("a", "onnx", "pass"), ("b", "tflite", "pass"), ("b", "onnx", "pass"),
         ("c", "tflite", "pass"), ("c", "onnx", "pass")]
     assert seconds == 60.0 and commands == ["first"]
     path.write_text(json.dumps(matrix.to_json(old, 6.0, interrupted=True)))
     with pytest.raises(Exception, match="interrupted run"):
-        matrix.load(path, {"b"})
+        matrix.load(path)
