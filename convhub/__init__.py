@@ -2,12 +2,17 @@
 
     import convhub
     result = convhub.convert(keras_model, to="tflite", output="model.tflite")
-    print(result.route.formats, [p.max_abs_diff for p in result.parity])
+    print(result.summary())        # the table `convhub convert` prints
+    result.to_json()               # what `convhub convert --json` prints for it
 
 Importing convhub is cheap: the frameworks load only when a conversion or a check runs.
 """
 
+from __future__ import annotations
+
+import contextlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from convhub.errors import (
     ConversionError,
@@ -19,6 +24,13 @@ from convhub.errors import (
     UsageError,
 )
 from convhub.plugins import hookimpl
+
+if TYPE_CHECKING:  # imported when first used (below): `import convhub` stays cheap
+    from convhub.graph import Route
+    from convhub.pipeline import check, convert
+    from convhub.plugins import Registry
+    from convhub.results import CheckResult, ConversionResult, Results
+    from convhub.workers import Pool
 
 try:
     __version__ = version("convhub")
@@ -33,6 +45,10 @@ __all__ = [
     "ParityError",
     "RuntimeMissing",
     "UsageError",
+    "CheckResult",
+    "ConversionResult",
+    "Results",
+    "check",
     "convert",
     "hookimpl",
     "registry",
@@ -42,23 +58,33 @@ __all__ = [
 ]
 
 
-def convert(model, to, output=None, **kwargs):
-    """Convert a model (a path or an in-memory model) to format `to`; see convhub.pipeline.convert."""
-    from convhub.pipeline import convert as _convert
-
-    return _convert(model, to, output, **kwargs)
+_LAZY = {"convert": "convhub.pipeline", "check": "convhub.pipeline", "ConversionResult": "convhub.results",
+         "Results": "convhub.results", "CheckResult": "convhub.results"}
 
 
-def registry():
+def __getattr__(name: str) -> Any:
+    """convert, check and the result types, imported on first use (they import NumPy)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'convhub' has no attribute {name!r}")
+
+
+def registry() -> Registry:
     """Every installed plugin's formats, conversions and runners."""
     from convhub.plugins import default_registry
 
     return default_registry()
 
 
-def route(source: str, target: str):
-    """The cheapest route between two formats, ignoring model-specific refusals."""
-    return registry().graph.best(source, target)
+def route(source: str, target: str, via: str | None = None) -> Route:
+    """The cheapest route between two formats (through `via`), ignoring model-specific refusals."""
+    formats = registry()
+    return formats.graph.best(formats.format(source).name, formats.format(target).name, None,
+                              formats.format(via).name if via else None)
 
 
 def shutdown() -> None:
@@ -68,7 +94,7 @@ def shutdown() -> None:
     _shutdown()
 
 
-def pool(jobs: int | None = None):
+def pool(jobs: int | None = None) -> contextlib.AbstractContextManager[Pool]:
     """`with convhub.pool(jobs=2): ...` keeps the workers warm inside the block, then ends them."""
     from convhub.workers import pool as _pool
 

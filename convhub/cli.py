@@ -1,31 +1,101 @@
 """The `convhub` command.
 
-Exit codes: 0 success; 1 a conversion or a parity check failed; 2 bad usage or bad input.
-`--json` puts exactly one JSON object on stdout; everything meant for people goes to stderr.
-Listing commands (formats, plugins, route, --help) import no ML framework.
+Exit codes: 0 success; 1 a conversion or a parity check failed; 2 bad usage or bad input;
+141 stdout was closed early (`convhub formats | head -1`); 130/143 SIGINT/SIGTERM.
+`--json` puts exactly one JSON object on stdout (docs/convhub.schema.json); everything meant
+for people goes to stderr. Listing commands (formats, plugins, route, --help, completion)
+import no ML framework.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from convhub.errors import ConvhubError, Interrupted, UsageError
-from convhub.jsonout import dump_json
+from convhub.errors import ConvhubError, Interrupted, UsageError, did_you_mean
+from convhub.jsonout import document, dump_json
 
 ARROWS = ("→", "->")
 
+# Each command's help starts with these.
+EXAMPLES = {
+    "convert": ["convhub convert keras→tflite model.keras -o model.tflite",
+                "convhub convert model.keras --to tflite,onnx,tfjs -o out/",
+                "convhub convert model.keras --to tflite --quantize int8 -o model.tflite",
+                "convhub convert net.py:model --to onnx --via tflite -o model.onnx --json"],
+    "check": ["convhub check model.keras model.tflite model.onnx",
+              "convhub check saved_model/ model.tflite --inputs inputs.npz --json"],
+    "route": ["convhub route keras→tflite",
+              "convhub route jax→onnx --all",
+              "convhub route jax→onnx examples/jax_function.py:mlp --explain"],
+    "formats": ["convhub formats", "convhub formats --json"],
+    "plugins": ["convhub plugins", "convhub plugins --json"],
+    "matrix": ["convhub matrix models/ --markdown compat.md --json-file compat.json",
+               "convhub matrix a.keras net.py:model --to tflite --modes float32,int8"],
+    "demo": ["convhub demo", "convhub demo --out demo/ --json"],
+    "completion": ['eval "$(convhub completion bash)"     # in ~/.bashrc',
+                   'eval "$(convhub completion zsh)"      # in ~/.zshrc',
+                   "convhub completion fish > ~/.config/fish/completions/convhub.fish"],
+}
+USAGES = {
+    "convert": "convhub convert [SRC→DST] INPUT -o OUTPUT [--to FORMATS] [options]",
+    "check": "convhub check REFERENCE CANDIDATE... [options]",
+    "route": "convhub route SRC→DST [INPUT] [--via FORMAT] [--all | --explain] [--json]",
+    "matrix": "convhub matrix MODEL... [--to FORMATS] [--modes MODES] [options]",
+}
+SHELLS = ("bash", "zsh", "fish")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's layout, at most 80 columns wide (it follows a narrower terminal)."""
+
+    def __init__(self, prog: str) -> None:
+        import shutil
+
+        super().__init__(prog, width=min(shutil.get_terminal_size().columns, 80) - 2, max_help_position=28)
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse prints usage over two lines; one line is enough
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+    examples: list[str] = []
+
+    def format_help(self) -> str:
+        if not self.examples:
+            return super().format_help()
+        lines = "".join(f"  {e}\n" for e in self.examples)
+        return f"examples:\n{lines}\n{super().format_help()}"
+
+    def error(self, message: str):  # type: ignore[override]  # one line, a suggestion, exit 2
+        raise UsageError(message, hint=_suggestion(self, message) or f"see '{self.prog} --help'")
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    """'did you mean ...' for a misspelled command or flag in argparse's message."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+    unknown = re.search(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        flags = [f for p in _parsers(parser) for a in p._actions for f in a.option_strings]
+        for word in unknown.group(1).split():
+            near = did_you_mean(word.partition("=")[0], flags) if word.startswith("-") else ""
+            if near:
+                return near
+    return ""
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += list(action.choices.values())
+    return found
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -44,25 +114,37 @@ def _is_pair(text: str) -> bool:
     return any(a in text for a in ARROWS) and not os.path.exists(text)
 
 
-def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] = frozenset()) -> argparse.ArgumentParser:
+def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | frozenset[str] = frozenset()
+                 ) -> argparse.ArgumentParser:
     """The parser; `options` are the plugins' declared options (convhub.types.Option), whose flags
     `convert` gets (and `check` those a source reads), loaded only for those two commands."""
     from convhub import __version__
 
-    parser = _Parser(prog="convhub", description="Convert trained models between frameworks and check parity.")
+    parser = _Parser(prog="convhub", formatter_class=_Formatter,
+                     description="Convert trained models between frameworks and check parity.",
+                     epilog="examples:\n" + "".join(f"  {EXAMPLES[c][0]}\n" for c in ("convert", "check", "route"))
+                            + "\n'convhub COMMAND --help' shows each command's options and examples.")
     parser.add_argument("--version", action="version", version=f"convhub {__version__}")
     parser.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
                         help="don't load this plugin (repeatable; also CONVHUB_DISABLE_PLUGINS=a,b)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("convert", help="convert a model and check the result against it")
+    def command(name: str, help: str, description: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".",
+                           usage=USAGES.get(name), formatter_class=_Formatter)
+        p.examples = EXAMPLES[name]  # type: ignore[attr-defined]
+        return p
+
+    p = command("convert", "convert a model and check the result against it")
     p.add_argument("args", nargs="+", metavar="[SRC→DST] INPUT",
-                   help="the conversion (e.g. keras→tflite, or keras→tflite,onnx) and the input:"
-                        " a file, a directory, or file.py:NAME / package.module:NAME")
+                   help="the conversion (keras→tflite, keras→tflite,onnx) and the input: a file, a"
+                        " folder, file.py:NAME or package.module:NAME")
     p.add_argument("-o", "--output", required=True,
-                   help="where to write the converted model (a directory when there are several targets)")
-    p.add_argument("--from", dest="source", help="source format (default: detected from the input)")
-    p.add_argument("--to", dest="target", help="target format(s), comma-separated, when not given as SRC→DST")
+                   help="where to write it (a folder when there are several targets)")
+    _format_flag(p, "--from", dest="source", help="source format (default: detected from the input)")
+    _format_flag(p, "--to", dest="target", help="target format(s), comma-separated, when not given as SRC→DST",
+                 many=True)
+    _format_flag(p, "--via", dest="via", help="route through this format (e.g. savedmodel); see 'convhub route'")
     p.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -82,10 +164,10 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] = f
                    help="an option by its key, for one target with TARGET.KEY (e.g. tflite.quantize=int8)"
                         " or for a third-party plugin (repeatable)")
 
-    p = sub.add_parser("check", help="compare artifacts with a reference model on the same inputs, converting nothing")
+    p = command("check", "compare artifacts with a reference model on the same inputs, converting nothing")
     p.add_argument("reference", help="the reference model (file, directory, or file.py:NAME)")
     p.add_argument("candidates", nargs="+", metavar="CANDIDATE", help="artifacts to compare with it")
-    p.add_argument("--from", dest="source", help="format of the reference (default: detected)")
+    _format_flag(p, "--from", dest="source", help="format of the reference (default: detected)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -96,40 +178,64 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] = f
     _plugin_flags(p, [o for o in options or [] if o.key in source_keys])
     _execution_flags(p)
 
-    p = sub.add_parser("route", help="show how one format converts to another (imports no framework)")
+    p = command("route", "show how one format converts to another (imports no framework)")
     p.add_argument("pair", metavar="SRC→DST")
     p.add_argument("input", nargs="?", metavar="INPUT",
                    help="plan for this model: read it (this loads its framework) and use its facts")
+    _format_flag(p, "--via", dest="via", help="only routes through this format")
     p.add_argument("--all", action="store_true", help="list the alternatives too")
     p.add_argument("--explain", action="store_true", help="show the facts and why each conversion can or can't be used")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    p = sub.add_parser("formats", help="list the formats that installed plugins know")
-    p.add_argument("--json", action="store_true")
+    p = command("formats", "list the formats that installed plugins know")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    p = sub.add_parser("plugins", help="list installed plugins and what each provides")
-    p.add_argument("--json", action="store_true")
+    p = command("plugins", "list installed plugins and what each provides")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    p = sub.add_parser("matrix", help="convert models to every target in every mode and tabulate what passes")
+    p = command("matrix", "convert models to every target in every mode and tabulate what passes")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="model files or directories, file.py:NAME references, or folders of them"
                         " (a folder's X.py is X.py:model; X.calibration.npz beside a model is its calibration data)")
-    p.add_argument("--to", default="tflite,onnx,tfjs", metavar="FORMATS", help="targets (default tflite,onnx,tfjs)")
+    _format_flag(p, "--to", dest="to", default="tflite,onnx,tfjs", many=True, metavar="FORMATS",
+                 help="targets (default tflite,onnx,tfjs)")
     p.add_argument("--modes", metavar="MODES",
                    help="only these modes, e.g. float32,int8 or tflite.int8 (default: every mode of every target)")
     p.add_argument("--markdown", metavar="FILE", help="write the matrix as a Markdown page (e.g. docs/compatibility.md)")
     p.add_argument("--json-file", metavar="FILE", help="write every cell as JSON to FILE")
     p.add_argument("--json", action="store_true", help="print the cells as one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--generated-by", metavar="TEXT", help="the command the Markdown page names (default: this one)")
     p.add_argument("--update", action="store_true",
                    help="keep the cells of the models this run does not convert, from the existing --json-file"
                         " (re-run some models after a fix)")
     _execution_flags(p)
 
-    p = sub.add_parser("demo", help="convert built-in example models through every route and check parity")
-    p.add_argument("--json", action="store_true")
+    p = command("demo", "convert built-in example models through every route and check parity")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--out", help="keep the converted models in this directory")
+
+    p = command("completion", "print the shell completion script for bash, zsh or fish",
+                "Print a script that completes convhub's commands, flags and the installed formats.")
+    p.add_argument("shell", choices=SHELLS)
     return parser
+
+
+def _format_flag(p: argparse.ArgumentParser, flag: str, *, many: bool = False, **kwargs: Any) -> None:
+    """A flag whose value is a format name (or, `many`, a comma-separated list): shell
+    completion offers the installed formats."""
+    kwargs.setdefault("metavar", "FORMATS" if many else "FORMAT")
+    action = p.add_argument(flag, **kwargs)
+    action.completer = _complete_formats  # type: ignore[attr-defined]
+
+
+def _complete_formats(prefix: str, **_: Any) -> list[str]:
+    from convhub.plugins import default_registry
+
+    done, comma, last = prefix.rpartition(",")
+    names = sorted(default_registry().formats)
+    return [f"{done}{comma}{name}" for name in names if name.startswith(last.lower())]
 
 
 def _plugin_flags(p: argparse.ArgumentParser, options: Sequence[Any]) -> None:
@@ -155,97 +261,121 @@ def _execution_flags(p: argparse.ArgumentParser) -> None:
                    help="stop a hop or check that runs longer (default 1800)")
 
 
-def _emit(args: argparse.Namespace, payload: Any, human: str) -> None:
+def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[], Sequence[Any]]) -> None:
+    """--json: the command's one JSON object on stdout; else what `human()` makes, for people
+    (built only then: the JSON path imports no rich)."""
     if getattr(args, "json", False):
-        print(dump_json(payload))
-    elif human:
-        print(human)
+        print(dump_json(document(args.command, payload)))
+    else:
+        from convhub.console import show
+
+        show(*human())
 
 
-def cmd_formats(args) -> int:
+def _feedback(args: argparse.Namespace) -> Any:
+    from convhub.console import Feedback
+
+    return Feedback(quiet=getattr(args, "quiet", False))
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
     from convhub.plugins import default_registry
-    from convhub.table import render
+    from convhub.table import Column, table
 
     registry = default_registry()
     graph = registry.graph
     rows, payload = [], []
     for fmt in sorted(registry.formats.values(), key=lambda f: f.name):
         has_runner = registry.runner(fmt.name) is not None
-        rows.append([fmt.name, fmt.plugin, "yes" if fmt.read else "", "yes" if has_runner else "", fmt.description])
+        rows.append([fmt.name, ", ".join(fmt.aliases), fmt.plugin, "yes" if fmt.read else "",
+                     "yes" if has_runner else "", fmt.description])
         payload.append({
-            "name": fmt.name, "plugin": fmt.plugin, "description": fmt.description,
+            "name": fmt.name, "aliases": list(fmt.aliases), "plugin": fmt.plugin, "description": fmt.description,
             "source": fmt.read is not None, "runner": has_runner, "suffix": fmt.suffix,
             "targets": sorted({c.target for c in graph.conversions if c.source == fmt.name}),
         })
-    _emit(args, payload, render(["format", "plugin", "source", "runnable", "description"], rows))
+    _emit(args, {"ok": True, "formats": payload},
+          lambda: [table([Column("format"), Column("aliases"), Column("plugin"), Column("source"),
+                          Column("runnable"), Column("description")], rows)])
     return 0
 
 
-def cmd_plugins(args) -> int:
+def cmd_plugins(args: argparse.Namespace) -> int:
     from convhub.plugins import default_registry
-    from convhub.table import render
+    from convhub.table import Column, table
 
-    plugins = sorted(default_registry().plugins.values(), key=lambda p: p.name)
+    registry = default_registry()
+    plugins = sorted(registry.plugins.values(), key=lambda p: p.name)
     rows = [
         [p.name, p.version or "", ", ".join(p.formats), ", ".join(p.conversions), ", ".join(p.runners),
-         p.broken or "ok"]
+         f"broken: {p.broken}" if p.broken else "ok"]
         for p in plugins
     ]
-    _emit(args, [p.to_json() for p in plugins],
-          render(["plugin", "version", "formats", "conversions", "runners", "state"], rows))
+    _emit(args, {"ok": True, "plugins": [p.to_json() for p in plugins], "problems": list(registry.problems)},
+          lambda: [table([Column("plugin"), Column("version"), Column("formats"), Column("conversions"),
+                          Column("runners"), Column("state", status=True)], rows)])
     return 0
 
 
-def cmd_route(args) -> int:
+def cmd_route(args: argparse.Namespace) -> int:
     from convhub.plugins import default_registry
 
     registry = default_registry()
-    source, target = parse_pair(args.pair)
-    registry.format(source), registry.format(target)
+    source, target = (registry.format(name).name for name in parse_pair(args.pair))
+    via = registry.format(args.via).name if args.via else None
     graph = registry.graph
     facts = None
     if args.input is not None:
         from convhub.jsonout import jsonable
         from convhub.pipeline import read_source
 
-        facts = read_source(registry, args.input, registry.format(source)).facts
-    routes = graph.routes(source, target, facts)
+        with _feedback(args) as progress:
+            progress(f"reading {args.input}")
+            facts = read_source(registry, args.input, registry.format(source)).facts
+    routes = graph.routes(source, target, facts, via)
     if not routes and not args.explain:
-        graph.best(source, target, facts)  # raises NoRouteError with the reasons
+        graph.best(source, target, facts, via)  # raises NoRouteError with the reasons
     shown = routes if args.all or args.explain else routes[:1]
-    lines = []
+    lines: list[tuple[str, str]] = []
     if facts is not None:
-        lines.append("facts: " + ", ".join(f"{k}={_short(v)}" for k, v in facts.items()))
+        lines.append(("dim", "facts: " + ", ".join(f"{k}={_short(v)}" for k, v in facts.items())))
     for i, route in enumerate(shown):
         label = "" if len(shown) == 1 else ("best: " if i == 0 else "  or: ")
-        lines.append(f"{label}{route}   (cost {route.cost:g}{', lossy' if route.lossy else ''})")
+        lines.append(("bold", f"{label}{route}   (cost {route.cost:g}{', lossy' if route.lossy else ''})"))
         for hop in route.hops:
-            lines.append(f"    {hop.source} → {hop.target}  [{hop.plugin}] {hop.description}")
-            lines += [f"        note: {note}" for note in route_notes(hop, facts)]
+            lines.append(("", f"    {hop.source} → {hop.target}  [{hop.plugin}] {hop.description}"))
+            lines += [("yellow", f"        note: {note}") for note in route_notes(hop, facts)]
     if not routes:
-        lines.append(f"no usable route from {source} to {target}")
+        lines.append(("red", f"no usable route from {source} to {target}" + (f" through {via}" if via else "")))
     unusable = graph.unusable(source, target, facts) if (args.all or args.explain) else []
-    lines += [f"  not usable: {route}: {why}" for route, why in unusable]
-    payload = {
-        "ok": bool(routes), "source": source, "target": target, "routes": [_route_json(r, facts) for r in shown],
+    lines += [("dim", f"  not usable: {route}: {why}") for route, why in unusable]
+    payload: dict[str, Any] = {
+        "ok": bool(routes), "source": source, "target": target, "via": via,
+        "routes": [_route_json(r, facts) for r in shown],
         "unusable": [{"route": route.formats, "hops": [h.name for h in route.hops], "reason": why} for route, why in unusable],
     }
     if not routes:
         payload["error"] = f"no usable route from {source} to {target}"
     if facts is not None:
         payload["facts"] = jsonable(facts)
-    _emit(args, payload, "\n".join(lines))
+    _emit(args, payload, lambda: _styled(lines))
     return 0 if routes else 2
 
 
-def _route_json(route, facts) -> dict:
+def _styled(lines: Sequence[tuple[str, str]]) -> list[Any]:
+    from rich.text import Text
+
+    return [Text(line, style=style) for style, line in lines]
+
+
+def _route_json(route: Any, facts: Any) -> dict[str, Any]:
     payload = route.to_json()
     for hop, entry in zip(route.hops, payload["hops"]):
         entry["notes"] = route_notes(hop, facts)
     return payload
 
 
-def route_notes(hop, facts) -> list[str]:
+def route_notes(hop: Any, facts: Any) -> list[str]:
     """What a hop will do to this model (its plugin's notes(facts)); a plugin's bug is a note too."""
     if hop.notes is None or facts is None:
         return []
@@ -265,110 +395,39 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
+    from convhub import summary
     from convhub.pipeline import check
 
-    progress = _progress(args)
     options = conversion_options(args, _declared())
     if args.report:
         _check_report_path(args.report, [args.reference, *args.candidates])
-    result = check(args.reference, args.candidates, source=args.source, seed=args.seed, inputs=args.inputs,
-                   atol=args.atol, rtol=args.rtol, options=options, jobs=args.jobs, timeout=args.timeout,
-                   progress=progress)
-    if args.report:
-        from convhub import report
+    with _feedback(args) as progress:
+        result = check(args.reference, args.candidates, source=args.source, seed=args.seed, inputs=args.inputs,
+                       atol=args.atol, rtol=args.rtol, options=options, jobs=args.jobs, timeout=args.timeout,
+                       progress=progress)
+        if args.report:
+            from convhub import report
 
-        report.write([result], args.report)
-        progress(f"wrote the report to {args.report}")
-    text = check_summary(result)
+            report.write([result], args.report)
+            progress.note(f"wrote the report to {args.report}")
+    _emit(args, result.to_json(), lambda: [summary.check_renderable(result)])
     if args.json:
-        print(dump_json(result.to_json()))
-        print(text, file=sys.stderr)
-    else:
-        print(text)
+        _show_on_stderr(summary.check_renderable(result))
     return 0 if result.ok else 1
 
 
-def check_summary(result) -> str:
-    from convhub.table import number, render
+def _show_on_stderr(renderable: Any) -> None:
+    """With --json, the human summary goes to stderr, where progress went."""
+    from convhub.console import show
 
-    rows = []
-    for cand, p in zip(result.candidates, result.parity):
-        for i, o in enumerate(p.outputs or [None]):
-            rows.append([
-                str(cand.path) if i == 0 else "", cand.format if i == 0 else "", p.runner if i == 0 else "",
-                o.name if o else "", number(o.max_abs_diff) if o else "", str(p.tolerance) if i == 0 and p.tolerance else "",
-                ("ok" if o.passed else "FAILED") if o else ("ok" if p.passed else ("FAILED" if p.checked else "not checked")),
-            ])
-    lines = [f"reference: {result.reference.path or 'in-memory model'} ({result.reference.format})",
-             render(["artifact", "format", "runner", "output", "max abs diff", "tolerance", "parity"], rows)]
-    lines += [f"{c.path} met: {p.criterion}" for c, p in zip(result.candidates, result.parity)
-              if p.checked and p.passed and p.criterion]
-    lines += [f"weak evidence: {w}" for p in result.parity for w in p.weak_evidence]
-    lines.append("all match" if result.ok else f"FAILED: {result.error}")
-    return "\n".join(lines)
+    show(renderable, stderr=True)
 
 
-def _progress(args):
-    if getattr(args, "quiet", False):
-        return lambda msg: None
-    start = time.perf_counter()
-    # A copy of stderr as it is now: while an in-memory model's framework call runs here, fd 2
-    # points to a log file, and progress must still reach the terminal.
-    terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1) if _has_fd(sys.stderr) else sys.stderr
-    return lambda msg: print(f"[{time.perf_counter() - start:5.1f}s] {msg}", file=terminal, flush=True)
-
-
-def _has_fd(stream) -> bool:
-    try:
-        stream.fileno()
-        return True
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def summary(result) -> str:
-    from convhub.table import human_bytes, number, render
-
-    checks = {p.format: p for p in result.parity}
-    rows = []
-    for art in result.artifacts:
-        p = checks.get(art.format)
-        precision = art.facts.get("precision", "")
-        if p is None or not p.checked:
-            rows.append([art.format, precision, human_bytes(art.bytes), f"{art.seconds:.1f}s", "", "", "", "",
-                         "" if p is None else "not checked"])
-            continue
-        for i, o in enumerate(p.outputs or [None]):
-            prev = next((d for d in p.vs_previous if d.name == o.name), None) if o else None
-            rows.append([
-                art.format if i == 0 else "", precision if i == 0 else "",
-                human_bytes(art.bytes) if i == 0 else "", f"{art.seconds:.1f}s" if i == 0 else "",
-                o.name if o else "", number(o.max_abs_diff) if o else "",
-                number(prev.max_abs_diff) if prev else "", str(p.tolerance) if i == 0 else "",
-                ("ok" if o.passed else "FAILED") if o else ("ok" if p.passed else "FAILED"),
-            ])
-    lines = [f"route: {result.route}", render(
-        ["artifact", "precision", "size", "time", "output", "vs source", "vs previous hop", "tolerance", "parity"],
-        rows,
-    )]
-    final = result.parity[-1] if result.parity else None
-    if final is not None and final.checked and final.passed and final.criterion:
-        lines.append(f"{final.format} met: {final.criterion}")
-    lines += [f"weak evidence: {w}" for w in result.weak_evidence]
-    lines += [f"{a.format}: {a.facts['fallback']}" for a in result.artifacts if a.facts.get("fallback")]
-    if result.ok:
-        given = f"seed {result.seed}" if result.seed is not None else f"from {result.inputs}"
-        lines.append(f"wrote {result.output} in {result.seconds:.1f}s (parity inputs {given})")
-    else:
-        lines.append(f"FAILED: {result.error}")
-        lines.append(f"kept {result.output} (--keep-failed)" if result.output else f"{result.target}: not written")
-    return "\n".join(lines)
-
-
-def conversion_options(args, declared: Sequence[Any]) -> dict[str, Any]:
+def conversion_options(args: argparse.Namespace, declared: Sequence[Any]) -> dict[str, Any]:
     """The options from the plugins' flags and from --option KEY=VALUE, each checked by its
-    declaration when a plugin declared it (an undeclared key is a third-party plugin's, as text)."""
+    declaration when a plugin declared it (an undeclared key is a third-party plugin's, as text,
+    unless it is a near miss of a declared one)."""
     by_key = {o.key: o for o in declared}
     options: dict[str, Any] = {}
     for option in declared:
@@ -380,13 +439,14 @@ def conversion_options(args, declared: Sequence[Any]) -> dict[str, Any]:
         if not sep or not key or key.startswith(".") or key.endswith("."):
             raise UsageError(f"--option {item!r}: write KEY=VALUE or TARGET.KEY=VALUE")
         name = key.rpartition(".")[2]
+        if name not in by_key and did_you_mean(name, by_key):
+            raise UsageError(f"--option {item!r}: no plugin declares an option {name!r}",
+                             hint=f"{did_you_mean(name, by_key)} declared: {', '.join(sorted(by_key))}")
         options[key] = by_key[name].parse(value) if name in by_key else value
     return options
 
 
 def _check_report_path(path: str, inputs: list[str]) -> None:
-    from pathlib import Path
-
     from convhub import pyref, validate
 
     validate.report_path(Path(path), [Path(i) for i in inputs if not pyref.looks_like_reference(i)])
@@ -399,7 +459,8 @@ def _target_list(text: str) -> list[str]:
     return names
 
 
-def cmd_convert(args) -> int:
+def cmd_convert(args: argparse.Namespace) -> int:
+    from convhub import summary
     from convhub.pipeline import default_output_name, outputs_in, run_many
     from convhub.plugins import default_registry
 
@@ -412,73 +473,59 @@ def cmd_convert(args) -> int:
         source, targets = parse_pair(args.args[0])
     elif targets is None:
         raise UsageError("name the target: convhub convert SRC→DST INPUT -o OUTPUT, or --to FORMAT[,FORMAT...]")
-    names = _target_list(targets)
     registry = default_registry()
-    formats = [registry.format(n) for n in names]
+    formats = [registry.format(n) for n in _target_list(targets)]
+    names = [f.name for f in formats]
+    if len(set(names)) != len(names):
+        raise UsageError(f"malformed target list {targets!r}: a format is named twice")
     model: Any = args.args[-1]
     if len(names) == 1:
         outputs = {names[0]: args.output}
     else:  # several targets: -o is a folder holding <input name><suffix> for each
         outputs = outputs_in(args.output, default_output_name(model), formats)
     options = conversion_options(args, _declared())
-    progress = _progress(args)
     if args.report:
         _check_report_path(args.report, [model])
-    results = run_many(
-        model, names, outputs, source=source, force=args.force, check=args.check, seed=args.seed,
-        inputs=args.inputs, atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed,
-        keep_intermediates=args.keep_intermediates, options=options, jobs=args.jobs, timeout=args.timeout,
-        progress=progress,
-    )
-    if args.report:
-        from convhub import report
+    with _feedback(args) as progress:
+        results = run_many(
+            model, names, outputs, source=source, force=args.force, check=args.check, seed=args.seed,
+            inputs=args.inputs, atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed,
+            keep_intermediates=args.keep_intermediates, options=options, jobs=args.jobs, timeout=args.timeout,
+            progress=progress, via=args.via,
+        )
+        if args.report:
+            from convhub import report
 
-        report.write(results, args.report)
-        progress(f"wrote the report to {args.report}")
-    text = "\n\n".join(summary(r) for r in results)
+            report.write(results, args.report)
+            progress.note(f"wrote the report to {args.report}")
     ok = all(r.ok for r in results)
+    failed = [r for r in results if not r.ok]
+    payload = {"ok": ok, "source": results[0].source, "targets": names, "via": args.via and registry.format(args.via).name,
+               "results": [r.to_json() for r in results], "seconds": round(max(r.seconds for r in results), 3),
+               "error": "; ".join(f"{r.target}: {r.error}" for r in failed) or None}
+    _emit(args, payload, lambda: [summary.renderable(results)])
     if args.json:
-        if len(results) == 1:
-            payload = results[0].to_json()
-        else:
-            payload = {"ok": ok, "source": results[0].source, "targets": names,
-                       "results": [r.to_json() for r in results], "seconds": round(results[0].seconds, 3)}
-        print(dump_json(payload))
-        print(text, file=sys.stderr)
-    else:
-        print(text)
+        _show_on_stderr(summary.renderable(results))
     return 0 if ok else 1
 
 
-def cmd_matrix(args) -> int:
+def cmd_matrix(args: argparse.Namespace) -> int:
     from convhub import matrix, validate
     from convhub.plugins import default_registry
 
     registry = default_registry()
-    targets = _target_list(args.to)
+    targets = [registry.format(t).name for t in _target_list(args.to)]
     wanted = [m.strip() for m in args.modes.split(",")] if args.modes else None
     matrix.modes_of(registry, targets, wanted)  # an unknown target or mode: exit 2 before anything loads
     models = matrix.models_in(args.models, registry)
     written = [Path(f) for f in (args.markdown, args.json_file) if f]
     for path in written:
         validate.report_path(path, [Path(m.source.rpartition(":")[0] or m.source) for m in models])
-    progress = _progress(args)
     started = time.perf_counter()
-
-    def show(cell) -> None:
-        verdict = "ok" if cell.passed else cell.status.upper()
-        err = f" {cell.max_abs_diff:.2g}" if cell.max_abs_diff is not None else ""
-        progress(f"  {cell.model} → {cell.target} {cell.mode}: {verdict}{err}"
-                 + (f" ({_first(cell.cause)})" if cell.cause else ""))
-
-    cells: list = []
-
-    def keep(cell) -> None:
-        cells.append(cell)
-        show(cell)
-
+    cells: list[Any] = []
     commands = [args.generated_by or "convhub matrix " + " ".join(args.models)]
-    kept, kept_seconds = [], 0.0
+    kept: list[Any] = []
+    kept_seconds = 0.0
     if args.update:
         if not args.json_file:
             raise UsageError("--update needs --json-file: the matrix whose other cells it keeps")
@@ -487,7 +534,7 @@ def cmd_matrix(args) -> int:
             commands = before + commands
     from convhub.publish import write_text
 
-    def write(interrupted: bool = False) -> dict:
+    def write(interrupted: bool = False) -> dict[str, Any]:
         every = matrix.merge(kept, cells, {m.name for m in models})
         matrix.add_alternatives(every)
         seconds = kept_seconds + time.perf_counter() - started
@@ -499,21 +546,29 @@ def cmd_matrix(args) -> int:
             write_text(Path(args.json_file), dump_json(payload) + "\n")
         return payload
 
-    try:
-        matrix.run_matrix(models, targets, modes=wanted, registry=registry, jobs=args.jobs,
-                          timeout=args.timeout, progress=progress, on_cell=keep)
-    except BaseException:
-        # Ctrl-C or SIGTERM an hour in: the cells decided so far are written, marked incomplete.
-        if cells and (args.markdown or args.json_file):
-            write(interrupted=True)
-            progress(f"interrupted: wrote the {len(cells)} cells decided so far")
-        raise
+    with _feedback(args) as progress:
+        def keep(cell: Any) -> None:
+            cells.append(cell)
+            verdict = "ok" if cell.passed else cell.status.upper()
+            err = f" {cell.max_abs_diff:.2g}" if cell.max_abs_diff is not None else ""
+            progress.note(f"  {cell.model} → {cell.target} {cell.mode}: {verdict}{err}"
+                          + (f" ({_first(cell.cause)})" if cell.cause else ""))
+
+        try:
+            matrix.run_matrix(models, targets, modes=wanted, registry=registry, jobs=args.jobs,
+                              timeout=args.timeout, progress=progress, on_cell=keep)
+        except BaseException:
+            # Ctrl-C or SIGTERM an hour in: the cells decided so far are written, marked incomplete.
+            if cells and (args.markdown or args.json_file):
+                write(interrupted=True)
+                progress.note(f"interrupted: wrote the {len(cells)} cells decided so far")
+            raise
     payload = write()
     s = payload["summary"]
     text = f"{s['passed']} of {s['ran']} cells passed" + (f", {s['skipped']} skipped" if s["skipped"] else "")
+    _emit(args, {"ok": s["failed"] == 0, **payload}, lambda: _styled([("bold green" if s["failed"] == 0 else "bold red", text)]))
     if args.json:
-        print(dump_json({"ok": s["failed"] == 0, **payload}))
-    print(text, file=sys.stderr if args.json else sys.stdout)
+        _show_on_stderr(text)
     return 0 if s["failed"] == 0 else 1
 
 
@@ -522,28 +577,49 @@ def _first(text: str) -> str:
     return line if len(line) <= 160 else line[:159] + "…"
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from convhub import demo
 
-    return demo.main(out=args.out, as_json=args.json, progress=_progress(args))
+    with _feedback(args) as progress:
+        return demo.main(out=args.out, as_json=args.json, progress=progress)
 
 
-COMMANDS = {"convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins, "matrix": cmd_matrix, "demo": cmd_demo}
+def cmd_completion(args: argparse.Namespace) -> int:
+    """The shell's completion script; it calls `convhub` back (with _ARGCOMPLETE set) at each
+    Tab, so the formats offered are the ones installed then."""
+    import argcomplete
+
+    print(argcomplete.shellcode(["convhub"], shell=args.shell))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins,
+    "matrix": cmd_matrix, "demo": cmd_demo, "completion": cmd_completion}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = None
+    args: argparse.Namespace | None = None
 
-    def fail(message: str, code: int, kind: str = "error", **extra: Any) -> int:
+    def fail(error: ConvhubError | str, code: int, kind: str = "error", **extra: Any) -> int:
+        from convhub.console import error as show_error
+
+        message, hint = (error.message, error.hint) if isinstance(error, ConvhubError) else (error, "")
         # --json promises one object on stdout, even when the command line itself was wrong.
         if (args is None and "--json" in argv) or getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": message, "exit_code": code, **extra}))
-        print(f"convhub: {kind}: {message}", file=sys.stderr)
+            command = getattr(args, "command", None) or next((a for a in argv if a in COMMANDS), None)
+            fields: dict[str, Any] = {"ok": False, "error": message, "exit_code": code, **extra}
+            if hint:
+                fields["hint"] = hint
+            _print_quietly(dump_json(document(command, fields)))
+        show_error(message, hint=hint, kind=kind)
         return code
 
     previous = _on_sigterm()
     try:
+        if os.environ.get("_ARGCOMPLETE"):
+            _complete()
         args = _parser_for(argv).parse_args(argv)
         if args.disable_plugin:  # read when the registry is built, before any plugin is imported
             from convhub.plugins import disabled_plugins
@@ -552,9 +628,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # `convhub formats | head -1`: the reader has what it wanted. No traceback, and nothing
+        # more written to the closed pipe (Python's own flush at exit would complain again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ConvhubError as exc:
-        return fail(str(exc), exc.exit_code)
+        return fail(exc, exc.exit_code)
     except (KeyboardInterrupt, Interrupted) as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
         name = "SIGTERM" if code == 143 else "SIGINT"
@@ -568,6 +651,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         _stop_workers()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _print_quietly(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _complete() -> None:
+    """Answer the shell's completion request (argcomplete's protocol) and exit: the parser with
+    every plugin's flags, the installed formats for --to, --from and --via."""
+    import argcomplete
+
+    from convhub.plugins import default_registry
+
+    registry = default_registry()
+    source_keys = {k for f in registry.formats.values() for k in f.options}
+    argcomplete.autocomplete(build_parser(_declared(), source_keys))
 
 
 def _declared() -> list[Any]:

@@ -15,7 +15,7 @@ from convhub import pyref, report, workers
 from convhub.pipeline import read_source, run
 from convhub.errors import ConvhubError, NoRouteError, UsageError
 from convhub.plugins import default_registry
-from convhub.jsonout import dump_json
+from convhub.jsonout import document, dump_json
 from convhub.table import number, render
 
 
@@ -98,7 +98,8 @@ def main(out: str | None = None, as_json: bool = False, progress=lambda msg: Non
         table += "\n\n" + "\n".join(notes).rstrip()
     html = report.write(results, root / "report.html", labels)
     if as_json:
-        print(dump_json({"ok": failures == 0, "conversions": payload, "output_dir": str(root), "report": str(html)}))
+        print(dump_json(document("demo", {"ok": failures == 0, "conversions": payload, "output_dir": str(root),
+                                          "report": str(html)})))
         print(table, file=sys.stderr)
     else:
         print(table)

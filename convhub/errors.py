@@ -1,10 +1,21 @@
 """Errors that end a command with a one-line message; the exit code says whose fault it was."""
 
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
 
 class ConvhubError(Exception):
-    """Something went wrong that convhub can explain in one line."""
+    """Something went wrong that convhub can explain in one line; `hint`, when there is one,
+    says what to do instead (the CLI shows it on a line of its own; str() has both)."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, hint: str = ""):
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.message = message
+        self.hint = hint
 
 
 class UsageError(ConvhubError):
@@ -24,8 +35,8 @@ class NoRouteError(ConvhubError):
 
     exit_code = 2
 
-    def __init__(self, message: str, reasons: list[str] | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, reasons: list[str] | None = None, *, hint: str = ""):
+        super().__init__(message, hint=hint)
         self.reasons = reasons or []
 
 
@@ -40,7 +51,7 @@ class ParityError(ConvhubError):
 
     exit_code = 1
 
-    def __init__(self, message: str, result=None):
+    def __init__(self, message: str, result: Any = None):
         super().__init__(message)
         self.result = result
 
@@ -65,3 +76,9 @@ class Interrupted(BaseException):
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """'did you mean 'tflite'?' for the closest of `choices`, or '' when none is close."""
+    near = difflib.get_close_matches(word.lower(), sorted(set(choices)), n=1, cutoff=0.6)
+    return f"did you mean {near[0]!r}?" if near else ""

@@ -34,10 +34,11 @@ class Runtime:
         self.pool = pool
         self.timeout = timeout or DEFAULT_TIMEOUT
 
-    def call(self, fn: Callable[..., Any], args: tuple, *, local: bool = False,
-             env: Mapping[str, str] | None = None, warm_spare: bool = False) -> Any:
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], *, local: bool = False,
+             env: Mapping[str, str] | None = None, warm_spare: bool = False,
+             on_note: Callable[[str], None] | None = None) -> Any:
         if not local:
-            return self.pool.call(fn, args, env=env, timeout=self.timeout, warm_spare=warm_spare)
+            return self.pool.call(fn, args, env=env, timeout=self.timeout, warm_spare=warm_spare, on_note=on_note)
         with capture.native_output() as log:
             try:
                 return fn(*args)
@@ -63,8 +64,17 @@ def failure(what: str, exc: BaseException, who: str) -> str:
     return f"{what} failed: {tasks.first_line(exc) if not isinstance(exc, ConvhubError) else exc}"
 
 
+def details_of(progress: Progress | None) -> Callable[[str], None]:
+    """Where a worker's "busy with" lines (convhub.status) go: the display's detail line
+    (console.Feedback), or a line of their own for a plain progress callable."""
+    detail = getattr(progress, "detail", None)
+    if callable(detail):
+        return detail  # type: ignore[no-any-return]
+    return lambda text: progress(text) if progress is not None and text else None
+
+
 def read_source(registry: Registry, runtime: Runtime, thing: Any, fmt: Format | None,
-                options: Mapping[str, Any], *, warm_spare: bool = False) -> Artifact:
+                options: Mapping[str, Any], *, warm_spare: bool = False, progress: Progress | None = None) -> Artifact:
     """Read the source in a worker (a path, or a `file.py:NAME` reference whose code then runs
     there), or here for an in-memory model. `warm_spare`: a model file is read in a second new
     worker at the same time, for a run whose next tasks can run side by side (a user's module is
@@ -81,7 +91,7 @@ def read_source(registry: Registry, runtime: Runtime, thing: Any, fmt: Format | 
     try:
         artifact = runtime.call(tasks.read if local else tasks.read_portable, (fmt, formats, thing, dict(options)),
                                 local=local, env=fmt.env if fmt is not None else _common_env(formats),
-                                warm_spare=warm_spare and isinstance(thing, Path))
+                                warm_spare=warm_spare and isinstance(thing, Path), on_note=details_of(progress))
     except WorkerFailed as exc:
         raise InputError(f"reading {what} failed: {'its code ' if isinstance(thing, str) else ''}{exc}") from None
     return artifact
@@ -177,7 +187,8 @@ class _Execution:
             except Exception as exc:  # noqa: BLE001 - handled with the other outcomes
                 future.set_exception(exc)
         else:
-            future = self.threads.submit(self.runtime.call, fn, args, local=False, env=env)
+            future = self.threads.submit(self.runtime.call, fn, args, local=False, env=env,
+                                         on_note=details_of(self.progress))
         self.pending[future] = (kind, key)
 
     def source_to_read(self) -> tuple[Format | None, dict[str, Any]]:

@@ -117,21 +117,30 @@ class RouteGraph:
         walk(source, (), frozenset({source}), None if facts is None else dict(facts))
         return sorted(out, key=lambda r: (r.cost, len(r.hops), r.formats))
 
-    def routes(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> list[Route]:
-        """The usable routes, cheapest first (empty when there is none).
+    def routes(self, source: str, target: str, facts: Mapping[str, Any] | None = None,
+               via: str | None = None) -> list[Route]:
+        """The usable routes, cheapest first (empty when there is none); with `via`, only those
+        passing through that format.
 
         Without facts, edges still see the facts the hops before them produce (a native JAX
         export always holds XlaCallModule), so planning without a model is not over-optimistic.
         """
-        return self._paths(source, target, facts or {}, check=True)
+        found = self._paths(source, target, facts or {}, check=True)
+        return [r for r in found if via in r.formats[1:-1]] if via else found
 
-    def best(self, source: str, target: str, facts: Mapping[str, Any] | None = None) -> Route:
-        """The cheapest usable route; NoRouteError explains why there is none."""
+    def best(self, source: str, target: str, facts: Mapping[str, Any] | None = None, via: str | None = None) -> Route:
+        """The cheapest usable route (through `via`, if given); NoRouteError explains why there is none."""
         if source == target:
             raise NoRouteError(f"{source} → {target}: source and target are the same format")
-        found = self.routes(source, target, facts)
+        found = self.routes(source, target, facts, via)
         if found:
             return found[0]
+        if via:
+            others = self.routes(source, target, facts)
+            raise NoRouteError(
+                f"no usable route from {source} to {target} goes through {via}",
+                hint="routes that can be used: " + "; ".join(str(r) for r in others) if others
+                else "no route can be used: " + "; ".join(self.explain(source, target, facts)))
         reasons = self.explain(source, target, facts)
         raise NoRouteError(f"no route from {source} to {target}: " + "; ".join(reasons), reasons)
 

@@ -28,3 +28,14 @@ def jsonable(value: Any, strict: bool = False) -> Any:
 def dump_json(payload: Any) -> str:
     """Strict JSON (no NaN or Infinity, which many parsers reject): such figures become null."""
     return json.dumps(jsonable(payload), indent=2, allow_nan=False)
+
+
+# The version of the --json schema (docs/convhub.schema.json): raised when a field is removed or
+# changes meaning; adding a field or a command keeps it.
+SCHEMA_VERSION = 1
+
+
+def document(command: str | None, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Every --json object of every command: the schema version and the command first, then the
+    command's own fields (see docs/json.md for how a new command adds its definition)."""
+    return {"schema_version": SCHEMA_VERSION, "command": command, **payload}

@@ -8,12 +8,13 @@ one transaction once every result is decided; the work folder never outlives the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union, overload
 
 from convhub import parity, plan, validate, workers  # noqa: F401 - parity is part of the API
 from convhub.errors import ConversionError, ParityError, UsageError
@@ -29,11 +30,19 @@ from convhub.results import (  # noqa: F401 - part of the API
     ConversionResult,
     HopOutcome,
     HopStatus,
+    Results,
     result_for,
 )
 from convhub.types import Artifact, Format
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 Progress = Callable[[str], None]
+# A plugin option's value, as its Option declares it: checked and converted by Option.parse.
+OptionValue = Union[str, int, float, bool, "os.PathLike[str]", None]
+# Parity inputs: an .npz path, or arrays keyed by input name.
+Inputs = Union[str, "os.PathLike[str]", Mapping[str, "npt.ArrayLike"]]
 
 
 def _quiet(_: str) -> None:
@@ -115,34 +124,109 @@ def run(model: Any, to: str, output: str | os.PathLike | None = None, **kwargs: 
 def run_many(
     model: Any,
     targets: Sequence[str],
-    outputs: Mapping[str, str | os.PathLike | None],
+    outputs: Mapping[str, str | os.PathLike[str] | None],
     *,
     source: str | None = None,
     force: bool = False,
     check: bool = True,
     seed: int = 0,
-    inputs: str | os.PathLike | None = None,
+    inputs: Inputs | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     keep_failed: bool = False,
-    keep_intermediates: str | os.PathLike | None = None,
+    keep_intermediates: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
     jobs: int | None = None,
     timeout: float | None = None,
     progress: Progress = _quiet,
     registry: Registry | None = None,
     routes: Mapping[str, Route] | None = None,
+    via: str | None = None,
 ) -> list[ConversionResult]:
     """Convert `model` to every target, sharing common hops, and check each artifact.
 
     `routes` forces the route to some targets instead of the router's choice (the testing kit
-    uses it to put one edge under test). Raises UsageError / InputError / NoRouteError before
-    any conversion starts; conversion and parity failures are reported in the results.
+    uses it to put one edge under test); `via` makes every target's route pass through that
+    format. `inputs`: an .npz path or a dict of arrays keyed by input name. Raises UsageError /
+    InputError / NoRouteError before any conversion starts; conversion and parity failures are
+    reported in the results.
     """
+    if not isinstance(inputs, Mapping):
+        return _run_many(model, targets, outputs, source=source, force=force, check=check, seed=seed,
+                         inputs=inputs, atol=atol, rtol=rtol, keep_failed=keep_failed,
+                         keep_intermediates=keep_intermediates, options=options, jobs=jobs, timeout=timeout,
+                         progress=progress, registry=registry, routes=routes, via=via)
+    with _arrays_file(inputs) as path:
+        results = _run_many(model, targets, outputs, source=source, force=force, check=check, seed=seed,
+                            inputs=path, atol=atol, rtol=rtol, keep_failed=keep_failed,
+                            keep_intermediates=keep_intermediates, options=options, jobs=jobs, timeout=timeout,
+                            progress=progress, registry=registry, routes=routes, via=via)
+    for result in results:
+        result.inputs = GIVEN_ARRAYS
+    return results
+
+
+GIVEN_ARRAYS = "arrays given in the call"
+
+
+@contextlib.contextmanager
+def _arrays_file(arrays: Mapping[str, Any]) -> Iterator[Path]:
+    """A dict of input arrays as the .npz the workers read (checked like a user's .npz), removed after."""
+    import numpy as np
+
+    if not arrays:
+        raise UsageError("inputs: the dict holds no arrays")
+    values = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str):
+            raise UsageError(f"inputs: keys are input names (str), not {name!r}")
+        try:
+            values[name] = np.asarray(value)
+        except Exception as exc:  # noqa: BLE001 - whatever the object's __array__ raised
+            raise UsageError(f"inputs[{name!r}] is not an array: {type(exc).__name__}: {exc}") from None
+        if values[name].dtype == object:
+            raise UsageError(f"inputs[{name!r}] is not a numeric array (it holds Python objects)")
+    fd, name = tempfile.mkstemp(prefix="convhub-inputs-", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(name, **values)
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def _run_many(
+    model: Any,
+    targets: Sequence[str],
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+    *,
+    source: str | None,
+    force: bool,
+    check: bool,
+    seed: int,
+    inputs: str | os.PathLike[str] | None,
+    atol: float | None,
+    rtol: float | None,
+    keep_failed: bool,
+    keep_intermediates: str | os.PathLike[str] | None,
+    options: Mapping[str, Any] | None,
+    jobs: int | None,
+    timeout: float | None,
+    progress: Progress,
+    registry: Registry | None,
+    routes: Mapping[str, Route] | None,
+    via: str | None,
+) -> list[ConversionResult]:
     started = time.perf_counter()
     registry = registry or default_registry()
     if not targets:
         raise UsageError("name at least one target format")
+    if isinstance(targets, str) or not all(isinstance(t, str) for t in targets):
+        raise UsageError(f"targets are format names, not {targets!r}")
+    # Users' names (aliases, any case) become the formats' own.
+    outputs = {registry.format(t).name: dest for t, dest in outputs.items()}
+    targets = [registry.format(t).name for t in targets]
+    via = registry.format(via).name if via is not None else None
     target_formats = {t: registry.format(t) for t in targets}
     validate.seed(seed)
     atol, rtol = validate.tolerance("atol", atol), validate.tolerance("rtol", rtol)
@@ -153,11 +237,13 @@ def run_many(
     # Planned before anything is read, so a pair with no route, or an option no hop reads,
     # fails in milliseconds; planned again with the model's facts once it is read.
     if source is not None:
-        _plan_early(registry, registry.format(source), targets, forced, options)
+        source = registry.format(source).name
+        _plan_early(registry, registry.format(source), targets, forced, options, via)
     sources = _paths_in([model])
     destinations = {t: Path(outputs[t]) if outputs.get(t) is not None else None for t in targets}
     for target, dest in destinations.items():
         if dest is not None:
+            validate.suffix(dest, target_formats[target], registry.formats)
             validate.destination(dest, force=force, directory=target_formats[target].directory, sources=sources)
     if keep_intermediates is not None:
         validate.destination(Path(keep_intermediates) / "probe", force=True, directory=False, sources=sources)
@@ -168,14 +254,15 @@ def run_many(
         parity.read_npz(inputs)
     src_format = _source_format(registry, model, source)
     if src_format is not None and source is None:
-        _plan_early(registry, src_format, targets, forced, options)
+        _plan_early(registry, src_format, targets, forced, options, via)
     runtime = Runtime(workers.shared_pool(jobs), timeout)
     progress(f"reading {describe(model)}")
     # Several targets' hops and checks go side by side in two warm workers. (One target's hop
     # and source run are too short to repay a second framework import: measured with -j 1 vs 2.)
     source_artifact = _read_in_worker(registry, runtime, model, src_format, options,
-                                      warm_spare=len(targets) > 1)
-    chosen = {t: forced.get(t) or registry.graph.best(source_artifact.format, t, source_artifact.facts) for t in targets}
+                                      warm_spare=len(targets) > 1, progress=progress)
+    chosen = {t: forced.get(t) or registry.graph.best(source_artifact.format, t, source_artifact.facts, _via(via, t))
+              for t in targets}
     if inputs is not None and source_artifact.facts.get("inputs"):
         parity.load_inputs(inputs, source_artifact.facts["inputs"])  # they fit the model, before any hop
     read_as = registry.formats[source_artifact.format]
@@ -231,10 +318,15 @@ def _typed_options(registry: Registry, options: Mapping[str, Any]) -> dict[str, 
 
 
 def _plan_early(registry: Registry, src_format: Format, targets: Sequence[str], forced: Mapping[str, Route],
-                options: Mapping[str, Any]) -> None:
+                options: Mapping[str, Any], via: str | None = None) -> None:
     plan.check_source_options(options, src_format, registry.formats)
-    routes = {t: forced.get(t) or registry.graph.best(src_format.name, t) for t in targets}
+    routes = {t: forced.get(t) or registry.graph.best(src_format.name, t, None, _via(via, t)) for t in targets}
     plan.options_per_target(options, routes, src_format.options)
+
+
+def _via(via: str | None, target: str) -> str | None:
+    """`via` for one target: a run to tflite and savedmodel via savedmodel ends one route there."""
+    return via if via != target else None
 
 
 def _keep(outcomes: Mapping[tuple, HopOutcome], planned: Sequence[plan.Target], directory: Path,
@@ -248,49 +340,136 @@ def _keep(outcomes: Mapping[tuple, HopOutcome], planned: Sequence[plan.Target], 
         outcome.record.path = dest
 
 
-def _raise_for(result: ConversionResult) -> None:
-    if result.ok:
-        return
-    if not result.failed_hop:  # a drifted artifact, or a final artifact no runtime here could check
-        raise ParityError(result.error, result)
-    error = ConversionError(result.error)
-    error.result = result
-    raise error
+@overload
+def convert(model: Any, to: str, output: str | os.PathLike[str] | None = None, *, source: str | None = None,
+            via: str | None = None, options: Mapping[str, OptionValue] | None = None, inputs: Inputs | None = None,
+            seed: int = 0, atol: float | None = None, rtol: float | None = None, check: bool = True,
+            force: bool = False, keep_failed: bool = False, keep_intermediates: str | os.PathLike[str] | None = None,
+            jobs: int | None = None, timeout: float | None = None, progress: Progress | None = None,
+            registry: Registry | None = None, **plugin_options: OptionValue) -> ConversionResult: ...
+
+
+@overload
+def convert(model: Any, to: Sequence[str], output: str | os.PathLike[str] | None = None, *,
+            source: str | None = None, via: str | None = None, options: Mapping[str, OptionValue] | None = None,
+            inputs: Inputs | None = None, seed: int = 0, atol: float | None = None, rtol: float | None = None,
+            check: bool = True, force: bool = False, keep_failed: bool = False,
+            keep_intermediates: str | os.PathLike[str] | None = None, jobs: int | None = None,
+            timeout: float | None = None, progress: Progress | None = None, registry: Registry | None = None,
+            **plugin_options: OptionValue) -> Results: ...
 
 
 def convert(
-    model: Any, to: str | Sequence[str], output: str | os.PathLike | None = None, **kwargs: Any
-) -> ConversionResult | list[ConversionResult]:
-    """Convert `model` (a path or an in-memory model) to format `to` and prove parity.
+    model: Any,
+    to: str | Sequence[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    source: str | None = None,
+    via: str | None = None,
+    options: Mapping[str, OptionValue] | None = None,
+    inputs: Inputs | None = None,
+    seed: int = 0,
+    atol: float | None = None,
+    rtol: float | None = None,
+    check: bool = True,
+    force: bool = False,
+    keep_failed: bool = False,
+    keep_intermediates: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    registry: Registry | None = None,
+    **plugin_options: OptionValue,
+) -> ConversionResult | Results:
+    """Convert `model` to format `to`, run the result and the source on the same inputs, and
+    return what happened; raise if a converter failed or the result computes something else.
 
-    `to` may be a list of formats: then `output` is a directory, each target is written there as
-    <name><suffix>, shared hops run once, and a list of results is returned.
-    Without `output`, results go to a new temporary directory (see `result.output`).
-    Raises ConversionError (a converter failed) or ParityError (an artifact drifted, or the final
-    one could not be checked), each with `.result`.
+    Args:
+        model: a path (a .keras file, a SavedModel folder...), a `file.py:NAME` reference, or an
+            in-memory model (a keras.Model, a convhub_jax.JaxFunction...).
+        to: the target format ("tflite", "onnx", "tfjs"...; aliases such as "tf.js" and any
+            case work), or a list of them: then `output` is a folder, shared hops run once, and
+            a list of results comes back.
+        output: where to write it; without it, a new temporary folder (see `result.output`).
+        source: the source format, when it cannot be told from the model.
+        via: a format every route must pass through (e.g. "savedmodel").
+        options: the plugins' options by key, e.g. {"quantize": "int8"}, or for one target of
+            several {"tflite.quantize": "int8"}; each checked against the declaring plugin's
+            `Option` (type, range, choices). Declared options may also be given as keyword
+            arguments: `convert(m, to="tflite", quantize="int8")`.
+        inputs: the parity inputs, an .npz path or a dict of arrays keyed by input name;
+            default: random inputs from `seed`.
+        seed: the seed of the random parity inputs.
+        atol, rtol: tolerances overriding those chosen by each artifact's precision.
+        check: False skips the parity check.
+        force: overwrite outputs that exist.
+        keep_failed: write the output even when the check fails.
+        keep_intermediates: a folder to keep the intermediate artifacts in.
+        jobs: worker processes at most; timeout: seconds a hop or a check may take.
+        progress: called with a line for each step.
+        registry: the plugins to use (default: every installed one).
+
+    Returns:
+        A ConversionResult (`.summary()`, `.to_json()`, `.raise_for_status()`), or Results, a
+        list of them, when `to` is a list.
+
+    Raises:
+        UsageError: a bad argument or option, before anything runs; the message names the valid ones.
+        InputError: the model or the inputs cannot be read.
+        NoRouteError: no chain of conversions can take this model (`.reasons` says why).
+        ConversionError: a converter failed (`.result` holds what ran).
+        ParityError: an artifact drifted, or the final one could not be checked (`.result`).
     """
-    registry = kwargs.get("registry") or default_registry()
+    registry = registry or default_registry()
     many = not isinstance(to, str)
-    targets = list(to) if many else [to]
+    if many and (not isinstance(to, Sequence) or not all(isinstance(t, str) for t in to)):
+        raise UsageError(f"to: a format name or a list of them, not {to!r}")
+    targets = [registry.format(t).name for t in (to if many else [to])]  # type: ignore[union-attr]
+    options = {**(options or {}), **_keyword_options(registry, plugin_options)}
     made = None
     if many or output is None:
         if output is None:
             made = Path(tempfile.mkdtemp(prefix="convhub-out-"))
         directory = Path(output) if output is not None else made
-        outputs = outputs_in(directory, default_output_name(model), [registry.format(t) for t in targets])
+        assert directory is not None
+        outputs: dict[str, str | os.PathLike[str] | None] = dict(
+            outputs_in(directory, default_output_name(model), [registry.format(t) for t in targets]))
     else:
-        outputs = {to: output}
+        outputs = {targets[0]: output}
     try:
-        results = run_many(model, targets, outputs, **kwargs)
+        results = Results(run_many(
+            model, targets, outputs, source=source, force=force, check=check, seed=seed, inputs=inputs, atol=atol,
+            rtol=rtol, keep_failed=keep_failed, keep_intermediates=keep_intermediates, options=options, jobs=jobs,
+            timeout=timeout, progress=progress or _quiet, registry=registry, via=via))
     except BaseException:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
     if made is not None and not any(r.output for r in results):
         shutil.rmtree(made, ignore_errors=True)  # nothing was kept: leave no empty folder behind
-    for result in results:
-        _raise_for(result)
+    results.raise_for_status()
     return results if many else results[0]
+
+
+# convert()'s own parameters: a keyword argument that is none of them must be a plugin option.
+_PARAMETERS = ("source", "via", "options", "inputs", "seed", "atol", "rtol", "check", "force", "keep_failed",
+               "keep_intermediates", "jobs", "timeout", "progress", "registry")
+
+
+def _keyword_options(registry: Registry, given: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
+    """Plugin options given as keyword arguments: each must be declared by a plugin, or the
+    message names what would have been valid."""
+    from convhub.errors import did_you_mean
+
+    declared = getattr(registry, "options", {})
+    for key in given:
+        if key not in declared:
+            near = did_you_mean(key, [*declared, *_PARAMETERS])
+            raise UsageError(
+                f"convert() has no parameter or plugin option {key!r}",
+                hint=f"{near + ' ' if near else ''}plugin options: {', '.join(sorted(declared)) or 'none'}"
+                     f"; parameters: {', '.join(_PARAMETERS)}")
+    return dict(given)
 
 
 def check(
@@ -322,11 +501,13 @@ def check(
     candidates = [_as_source(c) for c in candidates]
     runtime = Runtime(workers.shared_pool(jobs), timeout)
     progress(f"reading {describe(reference)}")
-    ref = _read_in_worker(registry, runtime, reference, _source_format(registry, reference, source), options or {})
+    ref = _read_in_worker(registry, runtime, reference, _source_format(registry, reference, source), options or {},
+                          progress=progress)
     read = []
     for candidate in candidates:
         progress(f"reading {describe(candidate)}")
-        read.append(_read_in_worker(registry, runtime, candidate, _source_format(registry, candidate, None), options or {}))
+        read.append(_read_in_worker(registry, runtime, candidate, _source_format(registry, candidate, None), options or {},
+                                    progress=progress))
     entries = _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress, options or {})
     return CheckResult(
         ref, entries, read,

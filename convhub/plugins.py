@@ -251,13 +251,25 @@ class Registry:
         return tuple(out)
 
     def format(self, name: str) -> Format:
-        from convhub.errors import UsageError
+        """The format a user's name stands for: its name or an alias, in any case; else
+        UsageError with the closest name."""
+        from convhub.errors import UsageError, did_you_mean
 
-        try:
-            return self.formats[name]
-        except KeyError:
-            known = ", ".join(sorted(self.formats)) or "none"
-            raise UsageError(f"unknown format {name!r} (known: {known})") from None
+        fmt = self.formats.get(name) or self.formats.get(str(name).lower()) or self.aliases().get(str(name).lower())
+        if fmt is not None:
+            return fmt
+        known = ", ".join(sorted(self.formats)) or "none"
+        near = did_you_mean(str(name), [*self.formats, *self.aliases()])
+        raise UsageError(f"unknown format {name!r}", hint=f"{near + ' ' if near else ''}known: {known}")
+
+    def aliases(self) -> dict[str, Format]:
+        """Every alias a format declares, lower-case; a name or an earlier alias wins a clash."""
+        found: dict[str, Format] = {}
+        for fmt in self.formats.values():
+            for alias in fmt.aliases:
+                if alias not in self.formats:
+                    found.setdefault(alias, fmt)
+        return found
 
     def runner(self, fmt: str) -> Runner | None:
         """The first runner for a format whose modules are installed."""

@@ -113,8 +113,34 @@ class ConversionResult:
         return [w for p in self.parity for w in (getattr(p, "weak_evidence", None) or [])]
 
     def __repr__(self) -> str:  # the fields are long; this is what a person wants to see
-        state = "ok" if self.ok else f"FAILED: {self.error}"
-        return f"<ConversionResult {self.route} → {self.output or 'not written'}: {state}>"
+        worst = max((p.max_abs_diff for p in self.parity if p.max_abs_diff is not None), default=None)
+        state = ("ok" + (f", max abs diff {worst:.2g}" if worst is not None else "")) if self.ok \
+            else f"FAILED: {_shorten(self.error, 80)}"
+        return f"<ConversionResult {' → '.join(self.route.formats)} → {self.output or 'not written'}: {state}>"
+
+    def summary(self, width: int | None = None) -> str:
+        """The table and verdict `convhub convert` prints, as plain text (`width` columns at most)."""
+        from convhub import summary
+
+        return summary.text([self], width)
+
+    def _repr_html_(self) -> str:
+        from convhub import summary
+
+        return summary.to_html([self])
+
+    def raise_for_status(self) -> ConversionResult:
+        """Raise ConversionError (a converter failed) or ParityError (an artifact drifted, or the
+        final one could not be checked), each with `.result`; return self when all went well."""
+        from convhub.errors import ConversionError, ParityError
+
+        if self.ok:
+            return self
+        if not self.failed_hop:
+            raise ParityError(self.error, self)
+        error = ConversionError(self.error)
+        error.result = self  # type: ignore[attr-defined]
+        raise error
 
     def to_json(self) -> dict:
         return {
@@ -132,6 +158,39 @@ class ConversionResult:
             "error": self.error or None,
             "seconds": round(self.seconds, 3),
         }
+
+
+class Results(list[ConversionResult]):
+    """The results of a conversion to several targets, in the order asked: a list, that also
+    sums itself up like one result does."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self)
+
+    def __repr__(self) -> str:
+        ok = sum(r.ok for r in self)
+        return f"<Results {ok}/{len(self)} ok: {', '.join(f'{r.target} ' + ('ok' if r.ok else 'FAILED') for r in self)}>"
+
+    def summary(self, width: int | None = None) -> str:
+        from convhub import summary
+
+        return summary.text(self, width)
+
+    def _repr_html_(self) -> str:
+        from convhub import summary
+
+        return summary.to_html(self)
+
+    def raise_for_status(self) -> Results:
+        """Raise for the first result that failed (see ConversionResult.raise_for_status)."""
+        for result in self:
+            result.raise_for_status()
+        return self
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def result_for(route: Route, outcomes: list[HopOutcome], source: Artifact, check: bool, seed: int | None,

@@ -1,19 +1,64 @@
-"""Plain-text tables for the terminal."""
+"""Tables for the terminal: rich tables that fit the width they are given, by wrapping the text
+columns and never the figures; and the short forms of sizes and errors they show.
+
+rich is imported when a table is built, not when this module is: `--json` output needs none.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+# A status word and its colour; anything else is shown plain.
+STATUS_STYLES = {"ok": "green", "FAILED": "bold red", "ERROR": "bold red", "not checked": "yellow",
+                 "no route": "yellow", "broken": "bold red"}
 
 
-def render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Column:
+    """A table column. `figure`: a number or a short token, right-aligned and never wrapped;
+    otherwise text, wrapped at words when the table must shrink (a path longer than the column
+    is broken across lines, never cut)."""
+
+    header: str
+    figure: bool = False
+    status: bool = False  # colour the cell by STATUS_STYLES
 
 
-def human_bytes(n: int | None) -> str:
+def table(columns: Sequence[Column | str], rows: Sequence[Sequence[object]]) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    cols = [c if isinstance(c, Column) else Column(c) for c in columns]
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold", collapse_padding=True)
+    for col in cols:
+        grid.add_column(col.header, justify="right" if col.figure else "left", no_wrap=col.figure, overflow="fold")
+    for row in rows:
+        grid.add_row(*(_cell(col, value) for col, value in zip(cols, row)))
+    return grid
+
+
+def _cell(col: Column, value: object) -> Text | str:
+    text = "" if value is None else str(value)
+    if col.status and text:
+        from rich.text import Text
+
+        return Text(text, style=STATUS_STYLES.get(text.split(":")[0], ""))
+    return text
+
+
+def render(columns: Sequence[Column | str], rows: Sequence[Sequence[object]], width: int | None = None) -> str:
+    """The table as plain text (no colour), `width` columns wide at most (default: as wide as it needs)."""
+    from convhub.console import plain_text
+
+    return plain_text(table(columns, rows), width)
+
+
+def human_bytes(n: float | None) -> str:
     if n is None:
         return ""
     for unit in ("B", "kB", "MB", "GB"):

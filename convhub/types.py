@@ -95,6 +95,8 @@ class Format:
               {"quantize": "int8"}); `convhub matrix` converts to each. The value CALIBRATION
               stands for the model's own calibration data, and a mode using it is skipped for a
               model that has none.
+    aliases:  other names users write for it ("tf.js", "saved_model"); names are matched
+              case-insensitively, so only spellings, not capitalisations, need an alias.
     """
 
     name: str
@@ -108,11 +110,13 @@ class Format:
     options: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     modes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("format", self.name)
         object.__setattr__(self, "requires", tuple(self.requires))
         object.__setattr__(self, "options", tuple(self.options))
+        object.__setattr__(self, "aliases", tuple(a.lower() for a in self.aliases))
 
 
 @dataclass(frozen=True)

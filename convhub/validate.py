@@ -117,3 +117,18 @@ def positive(name: str, value: Any, whole: bool = False) -> Any:
         kind = "a whole number" if whole else "a number"
         raise UsageError(f"{name} must be {kind} > 0, not {value!r}")
     return value
+
+
+def suffix(dest: Path, target: Any, formats: Any) -> None:
+    """An output whose suffix names another format (`--to onnx -o model.tflite`) is refused:
+    the file would lie about what it holds. A suffix no format claims is the user's choice."""
+    have = Path(dest).suffix.lower()
+    if not have or have == (target.suffix or "").lower():
+        return
+    claimed = next((f for f in formats.values() if f.suffix and f.suffix.lower() == have), None)
+    if claimed is None:
+        return
+    right = Path(dest).with_suffix(target.suffix) if target.suffix else Path(dest).with_suffix("")
+    kind = f"a {target.name} file" if target.suffix else f"a {target.name} folder"
+    raise UsageError(f"the output {dest} has the suffix of a {claimed.name} model, but the target is {target.name}",
+                     hint=f"the output is {kind}: name it {right}, or choose --to {claimed.name}")

@@ -45,8 +45,16 @@ def describe(exc: BaseException) -> str:
 
 
 def serve(conn: Connection) -> None:
-    from convhub import errors
+    from convhub import errors, status
 
+    sending = threading.Lock()
+
+    def note(text: str) -> None:  # what a long step is busy with, for the supervisor's display
+        with sending:
+            conn.send_bytes(cloudpickle.dumps(("note", text)))
+
+    status.listen(note)
+    status.announce_slow_imports()
     while True:
         try:
             message = conn.recv_bytes()
@@ -69,7 +77,8 @@ def serve(conn: Connection) -> None:
             payload = cloudpickle.dumps(reply)
         except Exception as exc:  # noqa: BLE001 - a return value that cannot travel
             payload = cloudpickle.dumps(("error", None, f"its result cannot be sent back: {describe(exc)}", False))
-        conn.send_bytes(payload)
+        with sending:
+            conn.send_bytes(payload)
         if reply[0] == "error" and reply[3]:
             return  # after SystemExit or KeyboardInterrupt the process state is not to be trusted
 

@@ -109,9 +109,10 @@ class Worker:
         text = os.pread(self.log.fileno(), min(size - offset, 1 << 20), offset).decode("utf-8", "replace")
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    def call(self, fn: Callable[..., Any], args: tuple, timeout: float) -> Any:
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float,
+             on_note: Callable[[str], None] | None = None) -> Any:
         """fn(*args) in the worker; raises what it raised (convhub's own errors keep their class)
-        or WorkerFailed."""
+        or WorkerFailed. `on_note` hears what the call says it is busy with (convhub.status)."""
         offset = os.fstat(self.log.fileno()).st_size
         try:
             message = cloudpickle.dumps((fn, args))
@@ -121,19 +122,25 @@ class Worker:
             self.conn.send_bytes(message)
         except OSError:
             pass  # the worker is gone; the receive below says how
-        try:
-            ready = self.conn.poll(timeout)
-        except (OSError, EOFError):
-            ready = True
-        if not ready:
-            log = self.log_since(offset)
-            self.kill()
-            raise WorkerFailed(f"ran past the {timeout:g} s timeout (--timeout) and was stopped", log, died=True)
-        try:
-            status, *reply = cloudpickle.loads(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            returncode = self.process.wait()
-            raise WorkerFailed(describe_exit(returncode), self.log_since(offset), died=True) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ready = self.conn.poll(max(0.0, deadline - time.monotonic()))
+            except (OSError, EOFError):
+                ready = True
+            if not ready:
+                log = self.log_since(offset)
+                self.kill()
+                raise WorkerFailed(f"ran past the {timeout:g} s timeout (--timeout) and was stopped", log, died=True)
+            try:
+                status, *reply = cloudpickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                returncode = self.process.wait()
+                raise WorkerFailed(describe_exit(returncode), self.log_since(offset), died=True) from None
+            if status != "note":
+                break
+            if on_note is not None:
+                on_note(reply[0])
         if status == "ok":
             return reply[0]
         kind, message, fatal = reply
@@ -193,8 +200,9 @@ class Pool:
         self.lock = threading.Condition()
         self.closed = False
 
-    def call(self, fn: Callable[..., Any], args: tuple = (), *, env: Mapping[str, str] | None = None,
-             timeout: float = DEFAULT_TIMEOUT, warm_spare: bool = False) -> Any:
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), *, env: Mapping[str, str] | None = None,
+             timeout: float = DEFAULT_TIMEOUT, warm_spare: bool = False,
+             on_note: Callable[[str], None] | None = None) -> Any:
         """fn(*args) in a worker. `warm_spare`: also run it, in the background, in one more new
         worker if there is room, so that the calls that follow find two warm workers (reading
         the source there imports the framework and loads the model while this call does)."""
@@ -202,7 +210,7 @@ class Pool:
         if warm_spare:
             self._start_spare(fn, args, env or {}, timeout)
         try:
-            return worker.call(fn, args, timeout)
+            return worker.call(fn, args, timeout, on_note)
         finally:
             self._release(worker)
 

@@ -28,6 +28,7 @@ def convhub_formats():
         Format(
             "jax",
             "in-memory JAX: convhub_jax.JaxFunction (also from Flax), OrbaxExport, or an Orbax ExportManager",
+            aliases=("flax", "orbax"),
             read=export.read,
             detect=export.detect,
             env=TF_ENV,

@@ -17,6 +17,7 @@ def convhub_formats():
         Format(
             "keras",
             "Keras 3 model: a .keras or legacy .h5 file, or an in-memory keras.Model",
+            aliases=("h5",),
             read=keras_model.read,
             detect=keras_model.detect,
             env=TF_ENV,
@@ -27,6 +28,7 @@ def convhub_formats():
         Format(
             "savedmodel",
             "TensorFlow SavedModel directory",
+            aliases=("saved_model", "saved-model"),
             read=saved_model.read,
             detect=saved_model.detect,
             env=TF_ENV,

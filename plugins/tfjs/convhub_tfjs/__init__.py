@@ -18,6 +18,7 @@ def convhub_formats():
         Format(
             "tfjs",
             "TensorFlow.js graph model: a directory with model.json and weight shards",
+            aliases=("tf.js", "tensorflowjs", "tensorflow.js"),
             read=graph_model.read,
             detect=graph_model.detect,
             directory=True,

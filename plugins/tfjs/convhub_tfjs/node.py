@@ -24,6 +24,7 @@ from typing import IO, Any, Mapping
 
 import numpy as np
 
+from convhub import status
 from convhub.errors import RuntimeMissing
 from convhub.types import Artifact
 
@@ -103,11 +104,12 @@ def ensure_installed() -> Path:
                 shutil.copy2(JS_DIR / name, scratch / name)
             # --ignore-scripts: no package needs an install script (core-js's only prints a banner).
             try:
-                proc = subprocess.run(
-                    [npm, "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                    cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT,
-                    env={**os.environ, "npm_config_update_notifier": "false"},
-                )
+                with status.busy("installing the TF.js runtime for Node (first use, ~300 MB)"):
+                    proc = subprocess.run(
+                        [npm, "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
+                        cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT,
+                        env={**os.environ, "npm_config_update_notifier": "false"},
+                    )
             except subprocess.TimeoutExpired:  # no registry, or a very slow one: nothing to check with
                 raise NodeMissing(
                     f"npm ci of @tensorflow/tfjs into {target} did not finish in {NPM_TIMEOUT} s"

@@ -19,6 +19,7 @@ def convhub_formats():
         Format(
             "tflite",
             "TensorFlow Lite / LiteRT flatbuffer (.tflite)",
+            aliases=("litert",),
             read=tflite.read,
             detect=tflite.detect,
             options=("signature",),
