@@ -3,7 +3,8 @@
 Built on rich, imported on first use (listings that print JSON never import it). Colour follows
 NO_COLOR, FORCE_COLOR and whether the stream is a terminal (rich's rules, TERM=dumb included).
 On a terminal, output fits its width; anywhere else (a pipe, a file) lines are as long as they
-need to be, so nothing a script reads is wrapped (COLUMNS=N sets a width there too).
+need to be, so nothing a script reads is wrapped (COLUMNS is ignored there: ncurses exports it
+into child processes whatever the stream).
 
 Progress goes to stderr and never to stdout, so `--json` output stays one object: on a terminal,
 one spinner line saying what runs now and for how long, erased when the command is done;
@@ -40,7 +41,7 @@ def console(stream: IO[str] | None = None, *, stderr: bool = False) -> Console:
     from rich.console import Console
 
     target = stream or (sys.stderr if stderr else sys.stdout)
-    width = None if is_terminal(target) or os.environ.get("COLUMNS") else UNLIMITED
+    width = None if is_terminal(target) else UNLIMITED
     return Console(file=target, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False)
 
 

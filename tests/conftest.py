@@ -20,6 +20,32 @@ def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     )
 
 
+HOSTILE = ROOT / "tests" / "plugins" / "convhub-hostile"
+
+
+@pytest.fixture(scope="session")
+def hostile_site(tmp_path_factory) -> Path:
+    """The convhub-hostile test plugin (toy formats that convert in milliseconds, and converters
+    that crash), installed from its own pyproject.toml into a folder to put on PYTHONPATH."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("hostile-site")
+    subprocess.run([shutil.which("uv"), "pip", "install", "--quiet", "--python", sys.executable, "--no-deps",
+                    "--target", str(target), str(HOSTILE)], check=True, capture_output=True, timeout=300)
+    return target
+
+
+def assert_schema(payload: dict) -> dict:
+    """`payload` is valid against the published JSON Schema of --json (docs/convhub.schema.json)."""
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs" / "convhub.schema.json").read_text())
+    jsonschema.validate(payload, schema, cls=jsonschema.Draft202012Validator)
+    return payload
+
+
 def build_cnn(seed: int = 1):
     """Convolution, non-linearity and dense layers, with a dynamic batch dim."""
     import keras

@@ -32,12 +32,12 @@ print("HEAVY", sorted(m for m in sys.modules if m.split(".")[0] in {sorted(HEAVY
 
 
 def test_formats_and_plugins_name_their_providers():
-    formats = json.loads(run_cli("formats", "--json").stdout)
+    formats = json.loads(run_cli("formats", "--json").stdout)["formats"]
     by_name = {f["name"]: f for f in formats}
     assert by_name["keras"]["plugin"] == "tensorflow" and by_name["keras"]["source"]
     assert by_name["tflite"]["plugin"] == "tflite" and by_name["tflite"]["runner"]
     assert "savedmodel" in by_name["keras"]["targets"]
-    plugins = {p["name"]: p for p in json.loads(run_cli("plugins", "--json").stdout)}
+    plugins = {p["name"]: p for p in json.loads(run_cli("plugins", "--json").stdout)["plugins"]}
     assert plugins["tflite"]["version"] == "0.1.0"
     assert plugins["tflite"]["conversions"] == ["savedmodel->tflite"]
     assert plugins["tensorflow"]["formats"] == ["keras", "savedmodel"]
@@ -56,10 +56,12 @@ def test_route_json_and_text():
 
 
 def assert_one_line_error(proc, code, *needles):
-    """The error is one line, the last on stderr; progress lines ("[ 0.1s] ...") may come before it."""
+    """The error is one line; progress lines ("[ 0.1s] ...") may come before it, a hint's own
+    line ("convhub: hint: ...") after it."""
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("[")]
+    lines = [line for line in proc.stderr.strip().splitlines()
+             if not line.startswith(("[", "convhub: hint: "))]
     assert len(lines) == 1 and lines[0].startswith("convhub: error: "), proc.stderr
     for needle in needles:
         assert needle in lines[0]
@@ -99,7 +101,8 @@ def test_existing_output_is_kept_without_force(tmp_path, cnn_file):
     out.write_text("precious")
     proc = run_cli("convert", "keras→tflite", cnn_file, "-o", out, "--json")
     assert_one_line_error(proc, 2, "exists; use --force")
-    assert json.loads(proc.stdout) == {"ok": False, "error": f"{out} exists; use --force to overwrite it", "exit_code": 2}
+    assert json.loads(proc.stdout) == {"schema_version": 1, "command": "convert", "ok": False,
+                                       "error": f"{out} exists; use --force to overwrite it", "exit_code": 2}
     assert out.read_text() == "precious"
 
 

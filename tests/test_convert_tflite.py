@@ -31,7 +31,7 @@ def test_cli_converts_a_keras_file_with_parity(tmp_path, cnn_file):
     out.write_text("an old file that --force replaces")
     proc = run_cli("convert", "keras→tflite", cnn_file, "-o", out, "--json", "--force")
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    (report,) = json.loads(proc.stdout)["results"]
     assert report["ok"] is True
     assert report["route"] == ["keras", "savedmodel", "tflite"]
     assert [a["format"] for a in report["artifacts"]] == ["savedmodel", "tflite"]
@@ -118,7 +118,7 @@ def test_a_drifted_conversion_fails_the_check_and_writes_nothing(tmp_path, monke
     captured = capsys.readouterr()
     assert code == 1
     report = json.loads(captured.out)
-    assert report["ok"] is False and report["parity"][0]["passed"] is False
+    assert report["ok"] is False and report["results"][0]["parity"][0]["passed"] is False
     assert not (tmp_path / "cli.tflite").exists()
 
 

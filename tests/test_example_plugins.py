@@ -55,7 +55,7 @@ def test_route_and_plugins_name_the_new_target(site):
     proc = run(site, CONVHUB, "route", "keras→tflm", "--json")
     hops = json.loads(proc.stdout)["routes"][0]["hops"]
     assert [(h["to"], h["plugin"]) for h in hops] == [("savedmodel", "tensorflow"), ("tflite", "tflite"), ("tflm", "tflm")]
-    plugins = {p["name"]: p for p in json.loads(run(site, CONVHUB, "plugins", "--json").stdout)}
+    plugins = {p["name"]: p for p in json.loads(run(site, CONVHUB, "plugins", "--json").stdout)["plugins"]}
     assert plugins["tflm"] == {"name": "tflm", "version": "0.1.0", "formats": ["tflm"],
                                "conversions": ["tflite->tflm"], "runners": ["cc+litert"], "options": [], "broken": ""}
 
@@ -67,7 +67,7 @@ def test_convert_to_the_new_target_writes_c_that_compiles(site, tmp_path):
     proc = run(site, CONVHUB, "convert", "keras→tflm", model, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     assert WARNING in proc.stderr  # warned, and converted all the same
-    report = json.loads(proc.stdout)
+    (report,) = json.loads(proc.stdout)["results"]
     assert report["route"] == ["keras", "savedmodel", "tflite", "tflm"]
     assert [(p["format"], p["runner"], p["passed"]) for p in report["parity"]] == [
         ("savedmodel", "tensorflow", True), ("tflite", "litert", True), ("tflm", "cc+litert", True)]
@@ -87,7 +87,7 @@ def test_the_new_edge_is_checked_by_the_cross_checker_like_a_builtin(site, tmp_p
     proc = run(site, CONVHUB, "--disable-plugin", "broken", "convert", "keras→onnx-int8", model,
                "-o", tmp_path / "m.int8.onnx", "--json")
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    (report,) = json.loads(proc.stdout)["results"]
     assert report["route"] == ["keras", "savedmodel", "onnx", "onnx-int8"]
     final = report["parity"][-1]
     assert final["runner"] == "onnxruntime-int8" and final["passed"] and final["previous"] == "onnx"

@@ -25,18 +25,11 @@ import pytest
 
 from conftest import CONVHUB, ROOT
 
-HOSTILE = ROOT / "tests" / "plugins" / "convhub-hostile"
-
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(hostile_site):
     """The hostile plugin installed from its own pyproject.toml into a folder on PYTHONPATH."""
-    import shutil
-
-    target = tmp_path_factory.mktemp("hostile-site")
-    subprocess.run([shutil.which("uv"), "pip", "install", "--quiet", "--python", sys.executable, "--no-deps",
-                    "--target", str(target), str(HOSTILE)], check=True, capture_output=True, timeout=300)
-    return target
+    return hostile_site
 
 
 @pytest.fixture
@@ -61,6 +54,12 @@ class Run:
         self.proc, self.code, self.stderr = proc, proc.returncode, proc.stderr
         self.json = json.loads(proc.stdout) if proc.stdout.strip() else None
 
+    @property
+    def result(self) -> dict:
+        """The one target's result of a conversion's JSON (always a `results` list)."""
+        (only,) = self.json["results"]
+        return only
+
 
 def cli(site, *args, tmpdir=None, timeout=120, env=None) -> Run:
     environment = {**os.environ, "PYTHONPATH": str(site), **(env or {})}
@@ -74,8 +73,8 @@ def cli(site, *args, tmpdir=None, timeout=120, env=None) -> Run:
 def refused(run: Run, needle: str, code: int = 2) -> None:
     """Exit `code`, one line naming the problem, the same in the JSON object."""
     assert run.code == code, run.stderr
-    lines = [line for line in run.stderr.splitlines()
-             if not line.startswith("convhub: warning:") and not re.match(r"\[\s*[\d.]+s\] ", line)]  # progress
+    lines = [line for line in run.stderr.splitlines()  # not warnings, progress, or the hint's own line
+             if not line.startswith(("convhub: warning:", "convhub: hint:")) and not re.match(r"\[\s*[\d.]+s\] ", line)]
     assert len(lines) == 1 and needle in lines[0], run.stderr
     assert run.json["ok"] is False and run.json["exit_code"] == code and needle in run.json["error"]
 
@@ -88,7 +87,7 @@ def digest(path: Path) -> str:
 
 def results_by_target(run: Run) -> dict[str, dict]:
     payload = run.json
-    return {r["target"]: r for r in payload.get("results", [payload])}
+    return {r["target"]: r for r in payload["results"]}
 
 
 # --- Files: the model and --inputs --------------------------------------------------------------
@@ -222,7 +221,7 @@ def test_a_different_model_fails(site, tmp_path, toy):
 def test_a_huge_atol_passes_a_different_model_but_says_the_evidence_is_weak(site, tmp_path, toy):
     run = cli(site, "convert", "toy→toy-drift", toy, "-o", tmp_path / "o.toy", "--atol", "1e9", "--json")
     assert run.code == 0
-    (entry,) = run.json["parity"]
+    (entry,) = run.result["parity"]
     assert entry["evidence"] == "weak" and "an all-zero output would pass" in entry["weak_evidence"][0]
     assert "weak evidence: toy-drift output 'y'" in run.stderr
 
@@ -236,10 +235,10 @@ def test_a_model_whose_outputs_do_not_depend_on_its_inputs_is_weak_evidence(site
     tiny = tmp_path / "tiny.toy"
     tiny.write_text(json.dumps({"w": [[1e-11, -2e-11, 3e-12]] * 4}))  # logits of ~1e-11, as random init gives
     run = cli(site, "convert", "toy→toy-copy", tiny, "-o", tmp_path / "o.toy", "--json")
-    assert run.code == 0 and run.json["parity"][0]["evidence"] == "weak"
+    assert run.code == 0 and run.result["parity"][0]["evidence"] == "weak"
     healthy = cli(site, "convert", "toy→toy-copy", tiny, "-o", tmp_path / "p.toy",
                   "--json", "--atol", "1e-14", "--rtol", "0")
-    assert healthy.json["parity"][0]["evidence"] == "strong"  # a tolerance below the signal: real evidence
+    assert healthy.result["parity"][0]["evidence"] == "strong"  # a tolerance below the signal: real evidence
 
 
 # --- Outputs ----------------------------------------------------------------------------------
@@ -333,15 +332,15 @@ def test_a_runner_that_crashes_fails_the_check_not_the_run(site, tmp_path, toy):
     run = cli(site, "convert", "toy→toy-badrun", toy, "-o", out, "--json")
     assert run.code == 1
     assert "crashing-runner failed: its runtime crashed (SIGSEGV)" in run.json["error"]
-    assert run.json["parity"][0]["checked"] is True and run.json["parity"][0]["passed"] is False
+    assert run.result["parity"][0]["checked"] is True and run.result["parity"][0]["passed"] is False
     assert not out.exists()
 
 
 def test_a_failing_second_hop_names_that_hop(site, tmp_path, toy):
     run = cli(site, "convert", "toy→toy-chain", toy, "-o", tmp_path / "o.toy", "--json")
-    assert run.code == 1 and run.json["route"] == ["toy", "toy-copy", "toy-chain"]
-    assert run.json["error"] == "toy-copy → toy-chain (hostile) failed: RuntimeError: this converter always fails"
-    assert run.json["parity"][0]["passed"] is True  # the first hop converted and matched
+    assert run.code == 1 and run.result["route"] == ["toy", "toy-copy", "toy-chain"]
+    assert run.result["error"] == "toy-copy → toy-chain (hostile) failed: RuntimeError: this converter always fails"
+    assert run.result["parity"][0]["passed"] is True  # the first hop converted and matched
 
 
 def test_a_plugin_whose_detect_raises_breaks_nothing_else(site, tmp_path, toy):

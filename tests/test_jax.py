@@ -128,7 +128,7 @@ def test_cli_converts_a_jax_reference(tmp_path):
     out = tmp_path / "out.tflite"
     proc = run_cli("convert", "jax→tflite", "examples/jax_function.py:mlp", "-o", out, "--json", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    (report,) = json.loads(proc.stdout)["results"]
     assert report["ok"] is True and report["error"] is None
     assert report["route"] == ["jax", "savedmodel", "tflite"]
     assert report["hops"][0]["plugin"] == "jax"

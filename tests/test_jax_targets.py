@@ -72,6 +72,6 @@ def test_flax_and_orbax_references_through_the_cli(reference, tmp_path, capsys):
 
     out = tmp_path / "m.tflite"
     code = cli.main(["convert", "jax→tflite", str(ROOT / "examples" / reference), "-o", str(out), "--json", "-q"])
-    report = json.loads(capsys.readouterr().out)
+    (report,) = json.loads(capsys.readouterr().out)["results"]
     assert code == 0 and report["ok"] and report["route"] == ["jax", "savedmodel", "tflite"]
     assert all(p["passed"] and p["max_abs_diff"] < 1e-4 for p in report["parity"]) and out.is_file()

@@ -85,7 +85,7 @@ def test_keras_and_h5_files_through_the_cli(tmp_path, capsys):
         model.save(path)
         out = tmp_path / f"model{suffix}.tflite"
         assert cli.main(["convert", "keras→tflite", str(path), "-o", str(out), "--json", "-q"]) == 0
-        report = json.loads(capsys.readouterr().out)
+        (report,) = json.loads(capsys.readouterr().out)["results"]
         assert report["ok"] and report["route"] == ["keras", "savedmodel", "tflite"]
         assert {o["name"] for o in report["parity"][-1]["outputs"]} == {"score", "embedding"}
         assert max(p["max_abs_diff"] for p in report["parity"]) < 1e-4
@@ -150,7 +150,7 @@ def test_saved_model_signatures(tmp_path, capsys):
 
     out = tmp_path / "double.tflite"
     assert cli.main(["convert", "savedmodel→tflite", str(saved), "-o", str(out), "--signature", "double", "-q", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    (report,) = json.loads(capsys.readouterr().out)["results"]
     assert [o["name"] for o in report["parity"][-1]["outputs"]] == ["doubled"] and report["ok"]
 
     assert cli.main(["convert", "savedmodel→tflite", str(saved), "-o", str(tmp_path / "x.tflite"), "--signature", "nope", "-q"]) == 2
