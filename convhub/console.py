@@ -1,7 +1,8 @@
 """What people see in the terminal: colour, output that fits, feedback while they wait, errors.
 
 Built on rich, imported on first use (listings that print JSON never import it). Colour follows
-NO_COLOR, FORCE_COLOR and whether the stream is a terminal (rich's rules, TERM=dumb included).
+FORCE_COLOR and whether the stream is a terminal (rich's rules, TERM=dumb included); NO_COLOR
+turns off every style, bold too, so its output holds no escape codes.
 On a terminal, output fits its width; anywhere else (a pipe, a file) lines are as long as they
 need to be, so nothing a script reads is wrapped (COLUMNS is ignored there: ncurses exports it
 into child processes whatever the stream).
@@ -42,7 +43,9 @@ def console(stream: IO[str] | None = None, *, stderr: bool = False) -> Console:
 
     target = stream or (sys.stderr if stderr else sys.stdout)
     width = None if is_terminal(target) else UNLIMITED
-    return Console(file=target, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False)
+    # NO_COLOR: no styling at all, bold included (rich alone would keep bold and dim).
+    plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
+    return Console(file=target, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False, **plain)
 
 
 def show(*renderables: RenderableType | str, stderr: bool = False, style: str | None = None) -> None:
@@ -103,7 +106,8 @@ class Feedback:
         if not quiet and is_terminal(self.stream) and os.environ.get("TERM") != "dumb":
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self.live = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            # The time first: a long path in the text is cut at the right edge, never the clock.
+            self.live = Progress(SpinnerColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
                                  console=console(self.stream), transient=True)
 
     def __enter__(self) -> Feedback:

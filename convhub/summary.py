@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
     from convhub.results import CheckResult, ConversionResult
 
-COLUMNS = [Column("target"), Column("artifact"), Column("size", figure=True), Column("time", figure=True),
+# Every artifact of the run once (the routes above the table say which target each leads to);
+# at 80 columns only the output names and the margin wrap.
+COLUMNS = [Column("artifact", wrap=False), Column("size", figure=True), Column("time", figure=True),
            Column("output"), Column("vs source", figure=True), Column("vs prev hop", figure=True),
-           Column("margin"), Column("parity", status=True)]
+           Column("margin"), Column("parity", status=True, wrap=False)]
 
 
 def rows(results: Sequence[ConversionResult]) -> list[list[str]]:
@@ -27,29 +29,27 @@ def rows(results: Sequence[ConversionResult]) -> list[list[str]]:
     seen: set[int] = set()
     for result in results:
         checks = {p.format: p for p in result.parity}
-        first = True
         for art in result.artifacts:
             if id(art) in seen:
                 continue
             seen.add(id(art))
             precision = art.facts.get("precision", "")
             label = art.format + (f" {precision}" if precision and precision != "float32" else "")
-            head = [result.target if first else "", label, human_bytes(art.bytes), f"{art.seconds:.1f}s"]
-            first = False
+            head = [label, human_bytes(art.bytes), f"{art.seconds:.1f}s"]
             p = checks.get(art.format)
             if p is None or not p.checked:
                 out.append(head + ["", "", "", "", "" if p is None else "not checked"])
                 continue
             for i, o in enumerate(p.outputs or [None]):  # type: ignore[list-item]
                 prev = next((d for d in p.vs_previous if o is not None and d.name == o.name), None)
-                out.append((head if i == 0 else [""] * 4) + [
+                out.append((head if i == 0 else [""] * 3) + [
                     o.name if o else "", number(o.max_abs_diff) if o else "", number(prev.max_abs_diff) if prev else "",
                     p.short_criterion if i == 0 else "",
                     ("ok" if o.passed else "FAILED") if o else ("ok" if p.passed else "FAILED"),
                 ])
         if not result.ok and result.failed_hop:
-            failed = result.route.formats[len(result.artifacts) + 1] if len(result.route.formats) > len(result.artifacts) + 1 else result.target
-            out.append([result.target if first else "", failed, "", "", "", "", "", "", "FAILED"])
+            failed = result.route.formats[min(len(result.artifacts) + 1, len(result.route.formats) - 1)]
+            out.append([failed, "", "", "", "", "", "", "FAILED"])
     return out
 
 

@@ -27,6 +27,7 @@ class Column:
     header: str
     figure: bool = False
     status: bool = False  # colour the cell by STATUS_STYLES
+    wrap: bool = True  # False: a name or word never broken (the other columns give way)
 
 
 def table(columns: Sequence[Column | str], rows: Sequence[Sequence[object]]) -> Table:
@@ -36,7 +37,8 @@ def table(columns: Sequence[Column | str], rows: Sequence[Sequence[object]]) -> 
     cols = [c if isinstance(c, Column) else Column(c) for c in columns]
     grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold", collapse_padding=True)
     for col in cols:
-        grid.add_column(col.header, justify="right" if col.figure else "left", no_wrap=col.figure, overflow="fold")
+        grid.add_column(col.header, justify="right" if col.figure else "left", no_wrap=col.figure or not col.wrap,
+                        overflow="fold")
     for row in rows:
         grid.add_row(*(_cell(col, value) for col, value in zip(cols, row)))
     return grid
