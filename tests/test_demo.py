@@ -2,14 +2,14 @@
 
 import json
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_schema, run_cli
 
 
 def test_demo_converts_every_example_through_every_route(tmp_path):
     proc = run_cli("demo", "--json", "--out", tmp_path, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["ok"] is True
+    report = assert_schema(json.loads(proc.stdout))
+    assert report["ok"] is True and report["command"] == "demo"
     converted = report["conversions"]
     done = {(c["example"], tuple(c["route"])) for c in converted}
     assert ("Keras file (.keras)", ("keras", "savedmodel", "tflite")) in done
