@@ -6,6 +6,7 @@
 """
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,19 +22,24 @@ COMMANDS = [
 ]
 
 
+# A Tab press: the shell runs convhub in argcomplete's protocol (answers go to fd 8: here, stdout).
+TAB = ([], {"_ARGCOMPLETE": "1", "COMP_LINE": "convhub convert --to t", "COMP_POINT": "22",
+            "_ARGCOMPLETE_STDOUT_FILENAME": "/dev/null"}, "Tab: convhub convert --to t")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--demo", action="store_true", help="also time one `convhub demo`")
     args = parser.parse_args()
     exe = shutil.which("convhub") or str(Path(sys.executable).parent / "convhub")
-    for argv in COMMANDS:
+    for argv, env, label in [*((a, None, "convhub " + " ".join(a)) for a in COMMANDS), TAB]:
         times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            subprocess.run([exe, *argv], check=True, capture_output=True)
+            subprocess.run([exe, *argv], check=True, capture_output=True, env=env and {**os.environ, **env})
             times.append(time.perf_counter() - start)
-        print(f"convhub {' '.join(argv):<28} median {statistics.median(times) * 1000:7.0f} ms"
+        print(f"{label:<36} median {statistics.median(times) * 1000:7.0f} ms"
               f"   min {min(times) * 1000:7.0f} ms   ({args.repeat} runs)")
     if args.demo:
         start = time.perf_counter()
