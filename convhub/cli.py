@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from convhub.errors import ConvhubError, Interrupted, UsageError, did_you_mean
 from convhub.jsonout import document, dump_json
@@ -71,7 +71,7 @@ class _Parser(argparse.ArgumentParser):
         lines = "".join(f"  {e}\n" for e in self.examples)
         return f"examples:\n{lines}\n{super().format_help()}"
 
-    def error(self, message: str):  # type: ignore[override]  # one line, a suggestion, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, a suggestion, exit 2
         raise UsageError(message, hint=_suggestion(self, message) or f"see '{self.prog} --help'")
 
 
@@ -132,7 +132,8 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     def command(name: str, help: str, description: str = "") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".",
                            usage=USAGES.get(name), formatter_class=_Formatter)
-        p.examples = EXAMPLES[name]  # type: ignore[attr-defined]
+        assert isinstance(p, _Parser)
+        p.examples = EXAMPLES[name]
         return p
 
     p = command("convert", "convert a model and check the result against it")
@@ -369,7 +370,7 @@ def _styled(lines: Sequence[tuple[str, str]]) -> list[Any]:
 
 
 def _route_json(route: Any, facts: Any) -> dict[str, Any]:
-    payload = route.to_json()
+    payload: dict[str, Any] = route.to_json()
     for hop, entry in zip(route.hops, payload["hops"]):
         entry["notes"] = route_notes(hop, facts)
     return payload
@@ -587,9 +588,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_completion(args: argparse.Namespace) -> int:
     """The shell's completion script; it calls `convhub` back (with _ARGCOMPLETE set) at each
     Tab, so the formats offered are the ones installed then."""
-    import argcomplete
+    from argcomplete.shell_integration import shellcode
 
-    print(argcomplete.shellcode(["convhub"], shell=args.shell))
+    print(shellcode(["convhub"], shell=args.shell))
     return 0
 
 
@@ -697,12 +698,12 @@ def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     return build_parser(_declared(), source_keys)
 
 
-def _on_sigterm():
+def _on_sigterm() -> Any:
     """SIGTERM stops the run like Ctrl-C does: workers killed, work folder removed, exit 143."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: Any) -> NoReturn:
         raise Interrupted(signum)
 
     return signal.signal(signal.SIGTERM, handler)

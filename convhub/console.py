@@ -44,8 +44,9 @@ def console(stream: IO[str] | None = None, *, stderr: bool = False) -> Console:
     target = stream or (sys.stderr if stderr else sys.stdout)
     width = None if is_terminal(target) else UNLIMITED
     # NO_COLOR: no styling at all, bold included (rich alone would keep bold and dim).
-    plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
-    return Console(file=target, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False, **plain)
+    colors: Any = None if os.environ.get("NO_COLOR") else "auto"
+    return Console(file=target, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False,
+                   color_system=colors)
 
 
 def show(*renderables: RenderableType | str, stderr: bool = False, style: str | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from typing import Any, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def examples_dir() -> Path:
     return here
 
 
-def make_source(source: DemoSource, workdir: Path):
+def make_source(source: DemoSource, workdir: Path) -> Any:
     """A file the example writes (built in a worker, so this process loads no framework), or
     the example's reference, which each conversion's worker imports."""
     reference = f"{examples_dir() / source.reference}"
@@ -57,11 +58,16 @@ def _write_example(reference: str, workdir: str) -> Path:
     return Path(getattr(pyref.import_module(file), name)(workdir))
 
 
-def main(out: str | None = None, as_json: bool = False, progress=lambda msg: None) -> int:
+def main(out: str | None = None, as_json: bool = False, progress: Callable[[str], None] = lambda msg: None) -> int:
     registry = default_registry()
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="convhub-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    rows, payload, failures, results, labels, notes = [], [], 0, [], [], []
+    rows: list[list[str]] = []
+    payload: list[dict[str, Any]] = []
+    results: list[Any] = []
+    labels: list[str] = []
+    notes: list[str] = []
+    failures = 0
     for i, source in enumerate(SOURCES):
         progress(f"building {source.label} from examples/{source.reference}")
         model = make_source(source, root)

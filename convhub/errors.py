@@ -11,6 +11,8 @@ class ConvhubError(Exception):
     says what to do instead (the CLI shows it on a line of its own; str() has both)."""
 
     exit_code = 1
+    log = ""  # the output of the worker it came from, if it did
+    result: Any = None  # what ran, for a ConversionError or ParityError from convhub.convert
 
     def __init__(self, message: str = "", *, hint: str = ""):
         super().__init__(f"{message} ({hint})" if hint else message)

@@ -56,7 +56,7 @@ class Route:
             text += f" → {hop.target}" + (f" [{hop.name}]" if hop.name != f"{hop.source}->{hop.target}" else "")
         return text
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "route": self.formats,
             "cost": round(self.cost, 3),
@@ -100,7 +100,7 @@ class RouteGraph:
         """
         out: list[Route] = []
 
-        def walk(node: str, hops: tuple[Conversion, ...], seen: frozenset[str], known) -> None:
+        def walk(node: str, hops: tuple[Conversion, ...], seen: frozenset[str], known: dict[str, Any] | None) -> None:
             if node == target and hops:
                 out.append(Route(source, hops))
                 return

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="empty-body"
+# (hook specifications: pluggy reads their signatures and docstrings; plugins give the bodies)
 """The hooks a convhub plugin implements. Built-in plugins use exactly these.
 
 A plugin is a module (or object) registered under the `convhub` entry-point group whose

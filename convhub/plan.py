@@ -33,7 +33,8 @@ class Target:
     def keys(self) -> list[HopKey]:
         """The key of each hop on the route: the hops before it and the options each reads.
         Routes whose hops have equal keys share them; a hop with other options is its own."""
-        keys, key = [], ()
+        keys: list[HopKey] = []
+        key: HopKey = ()
         for edge in self.route.hops:
             read = tuple(sorted((k, repr(self.options[k])) for k in edge.options if k in self.options))
             key = (*key, (edge.name, read))

@@ -39,7 +39,7 @@ class PluginInfo:
     options: list[str] = field(default_factory=list)
     broken: str = ""  # why this plugin misbehaved in this process (the first reason), if it did
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -144,8 +144,8 @@ class Registry:
         self.formats: dict[str, Format] = {}
         self.conversions: list[Conversion] = []
         self.runners: dict[str, list[Runner]] = {}
-        contributions = {name: self._contributions(name) for name in self.plugins}
-        contributions = {name: c for name, c in contributions.items() if c is not None}
+        offered = {name: self._contributions(name) for name in self.plugins}
+        contributions = {name: c for name, c in offered.items() if c is not None}
         for plugin, (formats, *_) in list(contributions.items()):
             # A format name another plugin provides is refused with the whole plugin: half of
             # it (its edges into the other plugin's format) would silently shadow that one.
@@ -248,7 +248,8 @@ class Registry:
                     return None
                 items += [dataclasses.replace(x, plugin=plugin) for x in returned]
             out.append(items)
-        return tuple(out)
+        formats, conversions, runners, options = out
+        return formats, conversions, runners, options
 
     def format(self, name: str) -> Format:
         """The format a user's name stands for: its name or an alias, in any case; else

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from convhub.errors import ConvhubError, UsageError
 
@@ -42,6 +42,7 @@ class _Output:
 
     @property
     def staged(self) -> Path:
+        assert self.staging is not None, "staged before _stage()"
         return self.staging / "new"
 
 
@@ -64,15 +65,15 @@ class Transaction:
                 return
         self._discard()  # what --force replaced, and the staging folders
 
-    def _each(self, step, undo) -> None:
+    def _each(self, step: Callable[[_Output], None], undo: Callable[[], None]) -> None:
         """`step` for every output; on any failure `undo` all of it, and say so in one line."""
-        out = None
+        out: _Output | None = None
         try:
             for out in self.outputs:
                 step(out)
         except BaseException as exc:
             undo()
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError) and out is not None:
                 raise PublishError(f"could not write {out.destination}: {_why(exc)}; no output was changed") from None
             raise
 
@@ -91,7 +92,7 @@ class Transaction:
         if os.path.lexists(dest):
             if not out.replace:  # re-checked: something may have appeared meanwhile
                 raise UsageError(f"{dest} exists; use --force to overwrite it")
-            out.backup = out.staging / "previous"
+            out.backup = out.staged.parent / "previous"
             os.rename(dest, out.backup)
         os.rename(out.staged, dest)
         out.committed = True
@@ -167,8 +168,8 @@ def deferred_signals() -> Iterator[list[int]]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        for s in pending[:1]:
-            signal.raise_signal(s)
+        for signum in pending[:1]:
+            signal.raise_signal(signum)
 
 
 def write_text(path: Path, text: str) -> Path:

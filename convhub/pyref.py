@@ -11,6 +11,7 @@ import inspect
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from convhub.errors import InputError
@@ -49,7 +50,7 @@ def _takes_no_arguments(fn: Any) -> bool:
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
-def import_module(module_part: str):
+def import_module(module_part: str) -> ModuleType:
     """Import `path/to/file.py` or `package.module`, turning failures into one-line InputErrors."""
     if module_part.endswith(".py") or "/" in module_part or "\\" in module_part:
         path = Path(module_part)
@@ -57,6 +58,8 @@ def import_module(module_part: str):
             raise InputError(f"{path}: no such file")
         name = f"convhub_ref_{abs(hash(str(path.resolve())))}"
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise InputError(f"{path} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses and pickling look modules up by name
         try:

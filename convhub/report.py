@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from convhub.parity import OutputDiff, ParityEntry
 
@@ -21,7 +21,7 @@ figure{margin:0} figcaption{font-size:12px;color:#555}
 """
 
 
-def _fmt(x) -> str:
+def _fmt(x: Any) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
@@ -90,7 +90,7 @@ def _entry_section(entry: ParityEntry) -> str:
     return "\n".join(parts)
 
 
-def render(results: Sequence, labels: Sequence[str] | None = None) -> str:
+def render(results: Sequence[Any], labels: Sequence[str] | None = None) -> str:
     """The page; `labels` (one per result) prefix the section titles, e.g. the demo's example names."""
     sections = []
     for i, r in enumerate(results):
@@ -115,7 +115,7 @@ def render(results: Sequence, labels: Sequence[str] | None = None) -> str:
     )
 
 
-def write(results: Sequence, path: str | os.PathLike, labels: Sequence[str] | None = None) -> Path:
+def write(results: Sequence[Any], path: str | os.PathLike[str], labels: Sequence[str] | None = None) -> Path:
     from convhub.publish import write_text
 
     return write_text(Path(path), render(results, labels))

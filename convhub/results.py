@@ -50,7 +50,7 @@ class ArtifactRecord:
     converter_seconds: float | None = None  # the converter's own call alone
     read_seconds: float | None = None  # reading the source into the hop's worker first
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "format": self.format,
             "path": str(self.path) if self.path else None,
@@ -64,7 +64,9 @@ class ArtifactRecord:
         }
 
 
-HopKey = tuple  # the hops up to this one, each with the options it reads: equal keys convert once
+# The hops up to this one, each (conversion name, the options it reads as (key, repr) pairs):
+# equal keys convert once.
+HopKey = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
 
 
 @dataclass
@@ -139,10 +141,10 @@ class ConversionResult:
         if not self.failed_hop:
             raise ParityError(self.error, self)
         error = ConversionError(self.error)
-        error.result = self  # type: ignore[attr-defined]
+        error.result = self
         raise error
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "source": self.source,
@@ -203,7 +205,8 @@ def result_for(route: Route, outcomes: list[HopOutcome], source: Artifact, check
     )
     failed = next((o for o in outcomes if o.status is not HopStatus.CONVERTED), None)
     if failed is not None:
-        result.error = failed.error or f"{failed.edge.source} → {failed.edge.target} did not run"
+        edge = failed.edge
+        result.error = failed.error or (f"{edge.source} → {edge.target} did not run" if edge else "it did not run")
         result.failed_hop = True
     elif check:
         # An intermediate no runtime could check is tolerated; an unchecked final artifact is not.
@@ -253,7 +256,7 @@ class CheckResult:
     def __repr__(self) -> str:
         return f"<CheckResult {len(self.candidates)} against {self.reference.format}: {'ok' if self.ok else 'FAILED'}>"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "reference": {"format": self.reference.format, "path": str(self.reference.path) if self.reference.path else None},

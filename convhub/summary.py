@@ -6,7 +6,7 @@ text, `_repr_html_()` shows it in a notebook; all read the result records (convh
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from convhub.table import Column, human_bytes, number
 
@@ -40,7 +40,7 @@ def rows(results: Sequence[ConversionResult]) -> list[list[str]]:
             if p is None or not p.checked:
                 out.append(head + ["", "", "", "", "" if p is None else "not checked"])
                 continue
-            for i, o in enumerate(p.outputs or [None]):  # type: ignore[list-item]
+            for i, o in enumerate(p.outputs or [None]):
                 prev = next((d for d in p.vs_previous if o is not None and d.name == o.name), None)
                 out.append((head if i == 0 else [""] * 3) + [
                     o.name if o else "", number(o.max_abs_diff) if o else "", number(prev.max_abs_diff) if prev else "",
@@ -99,7 +99,7 @@ def renderable(results: Sequence[ConversionResult]) -> Group:
 
     seconds = max((r.seconds for r in results), default=0.0)
     ok = all(r.ok for r in results)
-    parts: list = [Text(line, style="bold") for line in routes(results)]
+    parts: list[Any] = [Text(line, style="bold") for line in routes(results)]
     parts.append(table(COLUMNS, rows(results)))
     parts += [Text(line, style=style) for style, line in notes(results)]
     parts.append(Text(parity_inputs(results), style="dim"))
@@ -141,7 +141,7 @@ def check_renderable(result: CheckResult) -> Group:
 
     out: list[list[str]] = []
     for cand, p in zip(result.candidates, result.parity):
-        for i, o in enumerate(p.outputs or [None]):  # type: ignore[list-item]
+        for i, o in enumerate(p.outputs or [None]):
             out.append([
                 str(cand.path) if i == 0 else "", cand.format if i == 0 else "", p.runner if i == 0 else "",
                 o.name if o else "", number(o.max_abs_diff) if o else "", p.short_criterion if i == 0 else "",
@@ -149,7 +149,7 @@ def check_renderable(result: CheckResult) -> Group:
             ])
     columns = [Column("artifact"), Column("format"), Column("runner"), Column("output"),
                Column("max abs diff", figure=True), Column("margin"), Column("parity", status=True)]
-    parts: list = [Text(f"reference: {result.reference.path or 'in-memory model'} ({result.reference.format})", style="bold"),
+    parts: list[Any] = [Text(f"reference: {result.reference.path or 'in-memory model'} ({result.reference.format})", style="bold"),
                    table(columns, out)]
     parts += [Text(f"{c.path} met: {p.criterion}", style="dim") for c, p in zip(result.candidates, result.parity)
               if p.checked and p.passed and p.criterion]

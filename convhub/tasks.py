@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from convhub.errors import ConversionError, ConvhubError, InputError, UsageError
-from convhub.types import Artifact, Conversion, Format, Runner
+from convhub.types import Artifact, Conversion, Format, Runner, TensorSpec
 
-_sources: dict[tuple, Artifact] = {}  # this process's sources, with their models
+_sources: dict[tuple[Any, ...], Artifact] = {}  # this process's sources, with their models
 
 
-def _reference_key(reference: str) -> tuple:
+def _reference_key(reference: str) -> tuple[Any, ...]:
     """A reference's module may change between two calls of a library session: its file's
     modification time is part of the key."""
     file = reference.rpartition(":")[0]
@@ -28,7 +28,7 @@ def _reference_key(reference: str) -> tuple:
         return ("reference", reference)
 
 
-def _origin(artifact: Artifact) -> tuple | None:
+def _origin(artifact: Artifact) -> tuple[Any, ...] | None:
     if artifact.reference is not None:
         return _reference_key(artifact.reference)
     if artifact.path is not None:
@@ -142,7 +142,7 @@ def convert(edge: Conversion, artifact: Artifact, source: tuple[Format, Mapping[
 
 
 def run_reference(runner: Runner, artifact: Artifact, source: tuple[Format, Mapping[str, Any]], seed: int,
-                  inputs: str | None, batch: int | None = None) -> tuple[list, dict, dict]:
+                  inputs: str | None, batch: int | None = None) -> tuple[list[TensorSpec], dict[str, Any], dict[str, Any]]:
     """Run the source on seeded inputs (`batch` rows, integers in the ranges the source's facts
     give) or on the user's .npz: (its input specs, the feeds, the outputs)."""
     from convhub import parity
@@ -154,7 +154,7 @@ def run_reference(runner: Runner, artifact: Artifact, source: tuple[Format, Mapp
     return specs, feeds, dict(session.run(feeds))
 
 
-def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence) -> tuple[dict, str]:
+def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec]) -> tuple[dict[str, Any], str]:
     """Run an artifact on the source's inputs, re-keyed by its own input names: its outputs, and
     the runtime that ran it (a session's `runtime` when the runner chose one, e.g. TensorFlow's
     interpreter for a .tflite with Flex ops; else the runner's name)."""

@@ -30,7 +30,7 @@ class TensorSpec:
     shape: tuple[int | None, ...]
     dtype: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
@@ -71,7 +71,7 @@ class Session(Protocol):
     inputs: Sequence[TensorSpec]
     outputs: Sequence[str]
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         """Run on inputs keyed by the names in `inputs`; return outputs in signature order."""
 
 

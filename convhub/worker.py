@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
+from typing import Any
 
 import cloudpickle
 
@@ -62,7 +63,7 @@ def serve(conn: Connection) -> None:
             return
         fn, args = cloudpickle.loads(message)
         try:
-            reply = ("ok", fn(*args))
+            reply: tuple[Any, ...] = ("ok", fn(*args))
         except BaseException as exc:  # noqa: BLE001 - anything, SystemExit included, is the call's failure
             if os.environ.get("CONVHUB_DEBUG"):
                 traceback.print_exc()  # into the log, shown when the call fails

@@ -34,6 +34,9 @@ MEMORY_PER_WORKER = 2 << 30  # a worker with TensorFlow loaded and a model conve
 SPAWN_AFTER = 3.0  # seconds a call waits for a busy warm worker before starting another
 
 
+EnvKey = frozenset[tuple[str, str]]  # the environment a worker has, or a call needs
+
+
 class WorkerFailed(errors.ConversionError):
     """The worker died, exited, hung past its timeout, or the call raised something that is not
     an error convhub knows (the message is one line; `log` holds the worker's output)."""
@@ -96,7 +99,7 @@ class Worker:
         self.conn = Connection(ours.detach())
         self.conn.send_bytes(cloudpickle.dumps((list(sys.path), os.getcwd())))
 
-    def serves(self, key: frozenset) -> bool:
+    def serves(self, key: EnvKey) -> bool:
         """Whether a call needing the environment `key` stands for can run here."""
         return key <= self.key
 
@@ -174,7 +177,7 @@ class Worker:
             self.log.close()
 
 
-def env_key(env: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+def env_key(env: Mapping[str, str]) -> EnvKey:
     """What a call needs of a worker's environment: the caller's environment as it is now (a
     warm worker started before a change of PATH would not see it) with the settings the hop
     asks for on top. A worker whose environment holds all of that serves the call: a runner that
@@ -196,7 +199,7 @@ class Pool:
         self.jobs = jobs or default_jobs()
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()
-        self.starting_keys: list[frozenset] = []
+        self.starting_keys: list[EnvKey] = []
         self.lock = threading.Condition()
         self.closed = False
 
@@ -214,7 +217,7 @@ class Pool:
         finally:
             self._release(worker)
 
-    def _start_spare(self, fn: Callable[..., Any], args: tuple, env: Mapping[str, str], timeout: float) -> None:
+    def _start_spare(self, fn: Callable[..., Any], args: tuple[Any, ...], env: Mapping[str, str], timeout: float) -> None:
         key = env_key(env)
         with self.lock:
             if self.closed or self._total() >= self.jobs:
@@ -261,7 +264,7 @@ class Pool:
         """Workers alive or starting (call with the lock held)."""
         return len(self.idle) + len(self.busy) + len(self.starting_keys)
 
-    def _start(self, env: Mapping[str, str], key: frozenset) -> Worker:
+    def _start(self, env: Mapping[str, str], key: EnvKey) -> Worker:
         """A new busy worker, in place of the `starting_keys` entry the caller added."""
         try:
             worker = Worker(env)
