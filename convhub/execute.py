@@ -94,6 +94,7 @@ def read_source(registry: Registry, runtime: Runtime, thing: Any, fmt: Format | 
                                 warm_spare=warm_spare and isinstance(thing, Path), on_note=details_of(progress))
     except WorkerFailed as exc:
         raise InputError(f"reading {what} failed: {'its code ' if isinstance(thing, str) else ''}{exc}") from None
+    assert isinstance(artifact, Artifact)  # tasks.read checked it
     return artifact
 
 
@@ -131,7 +132,9 @@ def execute(
 class _Execution:
     """The state of one run's tasks: which are running, what each produced."""
 
-    def __init__(self, registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options=None):
+    def __init__(self, registry: Registry, runtime: Runtime, source: Artifact, targets: Sequence[Target],
+                 workdir: Path, check: bool, seed: int, inputs: str | None, progress: Progress,
+                 read_options: Mapping[str, Any] | None = None):
         self.registry, self.runtime, self.source, self.workdir = registry, runtime, source, workdir
         self.check, self.seed, self.inputs, self.progress = check, seed, inputs, progress
         self.hops = hops_of(targets)
@@ -139,10 +142,10 @@ class _Execution:
         for key, hop in self.hops.items():
             self.children.setdefault(hop.parent, []).append(key)
         self.outcomes: dict[HopKey, HopOutcome] = {}
-        self.outputs: dict[HopKey, dict] = {}  # each run model's outputs on the parity inputs
+        self.outputs: dict[HopKey, dict[str, Any]] = {}  # each run model's outputs on the parity inputs
         self.runners: dict[HopKey, str] = {}
         self.reference: dict[str, Any] = {}  # the source's input specs and feeds, or why it could not run
-        self.pending: dict[cf.Future, tuple[str, HopKey]] = {}
+        self.pending: dict[cf.Future[Any], tuple[str, HopKey]] = {}
         self.started: dict[HopKey, float] = {}
         self.check_seconds: dict[HopKey, float] = {}  # each artifact's run in its runtime, wall time
         self.destinations: dict[HopKey, Path] = {}
@@ -176,12 +179,13 @@ class _Execution:
         self.outcomes[key] = HopOutcome(key, None, HopStatus.CONVERTED, artifact)
         return key
 
-    def submit(self, kind: str, key: HopKey, fn, args: tuple, *, local: bool, env) -> None:
+    def submit(self, kind: str, key: HopKey, fn: Callable[..., Any], args: tuple[Any, ...], *, local: bool,
+               env: Mapping[str, str] | None) -> None:
         if local:
             # In this thread, one at a time: capturing redirects the process's stdout and stderr,
             # which overlapping captures in other threads would leave pointing at a log file,
             # and a converter may call convhub again. Ctrl-C raises here, at once.
-            future: cf.Future = cf.Future()
+            future: cf.Future[Any] = cf.Future()
             try:
                 future.set_result(self.runtime.call(fn, args, local=True))
             except Exception as exc:  # noqa: BLE001 - handled with the other outcomes
@@ -195,7 +199,9 @@ class _Execution:
         return self.registry.formats.get(self.source.format), self.read_options
 
     def artifact_of(self, key: HopKey) -> Artifact:
-        return self.source if key == () else self.outcomes[key].artifact
+        artifact = self.source if key == () else self.outcomes[key].artifact
+        assert artifact is not None, "only a converted hop's artifact is asked for"
+        return artifact
 
     # The source's run, on the parity inputs.
     def submit_reference(self) -> None:
@@ -210,7 +216,7 @@ class _Execution:
                 self.source_to_read(), self.seed, self.inputs, self.batch)
         self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env)
 
-    def reference_done(self, key: HopKey, future: cf.Future) -> None:
+    def reference_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         name = self.runners[()]
         try:
             self.reference["specs"], self.reference["feeds"], self.outputs[()] = future.result()
@@ -238,7 +244,7 @@ class _Execution:
                 self.source_to_read() if hop.parent == () else None, self.destinations[key], dict(hop.options))
         self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env)
 
-    def hop_done(self, key: HopKey, future: cf.Future) -> None:
+    def hop_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         hop = self.hops[key]
         edge, before = hop.edge, self.artifact_of(hop.parent)
         try:
@@ -279,7 +285,7 @@ class _Execution:
 
     # Checks of what the hops wrote.
     def submit_check(self, key: HopKey) -> None:
-        artifact = self.outcomes[key].artifact
+        artifact = self.artifact_of(key)
         runner = self.registry.runner(artifact.format)
         if runner is None:
             needs = sorted({m for r in self.registry.runners.get(artifact.format, []) for m in missing_modules(r.requires)})
@@ -293,8 +299,8 @@ class _Execution:
         self.check_seconds[key] = time.perf_counter()
         self.submit("check", key, tasks.run_candidate, args, local=False, env=runner.env)
 
-    def check_done(self, key: HopKey, future: cf.Future) -> None:
-        artifact, name = self.outcomes[key].artifact, self.runners[key]
+    def check_done(self, key: HopKey, future: cf.Future[Any]) -> None:
+        artifact, name = self.artifact_of(key), self.runners[key]
         self.check_seconds[key] = time.perf_counter() - self.check_seconds[key]
         try:
             self.outputs[key], self.runners[key] = future.result()
@@ -310,7 +316,7 @@ class _Execution:
         for key, outcome in self.outcomes.items():
             if outcome.status is not HopStatus.CONVERTED:
                 continue
-            artifact = outcome.artifact
+            artifact = self.artifact_of(key)
             tol = parity.tolerance_for(artifact.facts.get("precision"), atol, rtol)
             if outcome.check is not None:
                 outcome.check.tolerance = outcome.check.tolerance or tol
@@ -320,7 +326,7 @@ class _Execution:
                                                    reason=why or "not checked")
                 continue
             parent = self.hops[key].parent if key in self.hops else ()
-            previous = (self.outcomes[parent].artifact.format, self.outputs[parent]) if parent in self.outputs and parent else None
+            previous = (self.artifact_of(parent).format, self.outputs[parent]) if parent in self.outputs and parent else None
             outcome.check = parity.judge(artifact.format, self.runners[key], self.outputs[()], self.outputs[key],
                                          tol, previous)
             outcome.check.seconds = self.check_seconds.get(key)

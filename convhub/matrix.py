@@ -14,12 +14,15 @@ import platform
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from convhub import validate
 from convhub.errors import InputError, NoRouteError, UsageError
 from convhub.table import human_bytes
 from convhub.types import CALIBRATION
+
+if TYPE_CHECKING:
+    from convhub.plugins import Registry
 
 CALIBRATION_SUFFIX = ".calibration.npz"  # beside a model: its calibration data
 INPUTS_SUFFIX = ".inputs.npz"  # beside a model: the parity inputs (else generated from its input spec)
@@ -58,7 +61,7 @@ class Cell:
         return self.status == "pass"
 
 
-def models_in(paths: Sequence[str | os.PathLike], registry) -> list[MatrixModel]:
+def models_in(paths: Sequence[str | os.PathLike[str]], registry: Registry) -> list[MatrixModel]:
     """The models named, a directory standing for the models inside it: files and directories
     a plugin recognizes (without loading any framework), and `X.py` modules as `X.py:model`."""
     from convhub.pipeline import detect_format
@@ -90,7 +93,7 @@ def models_in(paths: Sequence[str | os.PathLike], registry) -> list[MatrixModel]
     return found
 
 
-def _is_model(path: Path, registry, detect_format) -> bool:
+def _is_model(path: Path, registry: Registry, detect_format: Callable[[Registry, Any], Any]) -> bool:
     try:
         detect_format(registry, path)
         return True
@@ -98,7 +101,8 @@ def _is_model(path: Path, registry, detect_format) -> bool:
         return False
 
 
-def _holds_model(folder: Path, registry, detect_format, depth: int = 3) -> bool:
+def _holds_model(folder: Path, registry: Registry, detect_format: Callable[[Registry, Any], Any],
+                 depth: int = 3) -> bool:
     """A folder of model folders (one per model, with its data beside it) counts as models."""
     if depth == 0:
         return False
@@ -116,10 +120,12 @@ def _data_of(model: Path) -> tuple[Path | None, Path | None]:
     """The calibration data and parity inputs stored beside a model, if any."""
     stem = model.parent / model.name.split(".")[0]
     found = (Path(f"{stem}{CALIBRATION_SUFFIX}"), Path(f"{stem}{INPUTS_SUFFIX}"))
-    return tuple(p if p.is_file() else None for p in found)
+    calibration, inputs = (p if p.is_file() else None for p in found)
+    return calibration, inputs
 
 
-def modes_of(registry, targets: Sequence[str], wanted: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
+def modes_of(registry: Registry, targets: Sequence[str], wanted: Sequence[str] | None = None
+             ) -> dict[str, dict[str, dict[str, Any]]]:
     """Each target's modes: all of them, or those `wanted` (`int8` for every target that has
     one, `tflite.int8` for one target)."""
     table = {t: {n: dict(o) for n, o in (registry.format(t).modes or {"default": {}}).items()} for t in targets}
@@ -134,7 +140,7 @@ def modes_of(registry, targets: Sequence[str], wanted: Sequence[str] | None = No
     return {t: m for t, m in chosen.items() if m}
 
 
-def rounds(modes: Mapping[str, Mapping[str, dict]]) -> list[dict[str, tuple[str, dict]]]:
+def rounds(modes: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[dict[str, tuple[str, dict[str, Any]]]]:
     """Round i converts every target in its i-th mode: one run per round."""
     longest = max((len(m) for m in modes.values()), default=0)
     return [
@@ -148,13 +154,14 @@ def run_matrix(
     targets: Sequence[str],
     *,
     modes: Sequence[str] | None = None,
-    registry=None,
+    registry: Registry | None = None,
     jobs: int | None = None,
     timeout: float | None = None,
     progress: Callable[[str], None] = lambda message: None,
     on_cell: Callable[[Cell], None] = lambda cell: None,
 ) -> list[Cell]:
-    from convhub.pipeline import default_registry, run_many
+    from convhub.pipeline import run_many
+    from convhub.plugins import default_registry
 
     registry = registry or default_registry()
     table = modes_of(registry, targets, modes)
@@ -170,7 +177,9 @@ def run_matrix(
     return cells
 
 
-def _model_cells(model, table, registry, jobs, timeout, progress, run_many, scratch) -> Iterable[Cell]:
+def _model_cells(model: MatrixModel, table: Mapping[str, Mapping[str, dict[str, Any]]], registry: Registry,
+                 jobs: int | None, timeout: float | None, progress: Callable[[str], None],
+                 run_many: Callable[..., Any], scratch: Path) -> Iterable[Cell]:
     """One model's cells, round by round."""
     for group in rounds(table):
         skipped = {t: m for t, (m, opts) in group.items() if CALIBRATION in opts.values() and model.calibration is None}
@@ -205,7 +214,9 @@ def _first_rows(path: Path, scratch: Path) -> Path:
     return sliced
 
 
-def _round(model, group, options, inputs, registry, jobs, timeout, run_many) -> Iterable[Cell]:
+def _round(model: MatrixModel, group: Mapping[str, tuple[str, dict[str, Any]]], options: dict[str, Any],
+           inputs: Path | None, registry: Registry, jobs: int | None, timeout: float | None,
+           run_many: Callable[..., Any]) -> Iterable[Cell]:
     try:
         results = run_many(model.source, list(group), {t: None for t in group}, options=options,
                            inputs=inputs, registry=registry, jobs=jobs, timeout=timeout)
@@ -241,8 +252,8 @@ def _round(model, group, options, inputs, registry, jobs, timeout, run_many) -> 
 
 
 def _total(values: Iterable[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(sum(values), 2) if values else None
+    known = [v for v in values if v is not None]
+    return round(sum(known), 2) if known else None
 
 
 OVERHEAD_NOTE = 0.10  # a cell whose hops took this much longer in convhub than in the converters is explained
@@ -399,11 +410,11 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted
               f" {sum(c.status != 'skipped' for c in cells)} cells" + (":" if slow else "."), ""]
     lines += [f"- {c.model} → {c.target} {c.mode}: +{share:.0%} ({c.convert_seconds:.1f} s → {c.hop_seconds:.1f} s): {why}"
               for c, (share, why) in slow]
-    weak = [(c, w) for c in cells if c.passed for w in c.weak_evidence]
-    if weak:
+    weak_cells = [(c, w) for c in cells if c.passed for w in c.weak_evidence]
+    if weak_cells:
         lines += ["", "## Weak evidence", "",
                   "These cells passed, but the source's outputs barely depend on the inputs, so the pass proves little:", ""]
-        lines += [f"- {c.model} → {c.target} {c.mode}: {w}" for c, w in weak]
+        lines += [f"- {c.model} → {c.target} {c.mode}: {w}" for c, w in weak_cells]
     return "\n".join(lines) + "\n"
 
 

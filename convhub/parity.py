@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from convhub.errors import InputError, UsageError
 from convhub.types import TensorSpec
+
+Array = npt.NDArray[Any]
 
 DEFAULT_BATCH = 3  # > 1, so a batch dim that a converter froze to 1 is caught
 DEFAULT_DYNAMIC_SIZE = 8
@@ -51,7 +55,7 @@ class Tolerance:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise UsageError(f"{name} must be a finite number ≥ 0, not {value!r}")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"atol": self.atol, "rtol": self.rtol, "span": self.span, "scaled": self.scaled,
                 "max_rel_rms": self.max_rel_rms, "min_top1": self.min_top1, "min_top5": self.min_top5}
 
@@ -60,9 +64,10 @@ class Tolerance:
         output of magnitude m."""
         return self.atol * (m if self.scaled else 1.0) + self.span * m
 
-    def bound(self, ref: np.ndarray) -> np.ndarray:
+    def bound(self, ref: Array) -> Array:
         """The largest error each element may have."""
-        return self.absolute(magnitude(ref)) + self.rtol * np.abs(ref)
+        bound: Array = self.absolute(magnitude(ref)) + self.rtol * np.abs(ref)
+        return bound
 
     def __str__(self) -> str:
         text = f"atol={self.atol:g}{'×magnitude' if self.scaled else ''}, rtol={self.rtol:g}"
@@ -77,7 +82,7 @@ class Tolerance:
         return text
 
 
-def magnitude(ref: np.ndarray) -> float:
+def magnitude(ref: Array) -> float:
     """The scale an output's errors are judged against: its largest |value|, at least 1."""
     return max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
 
@@ -111,7 +116,7 @@ def tolerance_for(precision: str | None, atol: float | None = None, rtol: float 
 
 
 def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH,
-                ranges: Mapping[str, Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+                ranges: Mapping[str, Sequence[int]] | None = None) -> dict[str, Array]:
     """Seeded inputs for a model's input specs: the leading dynamic dim becomes `batch`,
     other dynamic dims DEFAULT_DYNAMIC_SIZE; floats uniform in [-1, 1), booleans at random.
     Integers are drawn from the input's valid range when the source knows it (`ranges`: name →
@@ -119,7 +124,7 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"the seed must be a whole number ≥ 0, not {seed!r}")
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
+    feeds: dict[str, Array] = {}
     for spec in specs:
         shape = tuple(
             (batch if i == 0 else DEFAULT_DYNAMIC_SIZE) if d is None or d < 0 else d
@@ -153,11 +158,10 @@ def integer_range(name: str, known: Sequence[int] | None) -> tuple[int, int]:
 MAX_INPUTS_FILE = 2 << 30
 
 
-def read_npz(path: str | Path, flag: str = "--inputs") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike[str], flag: str = "--inputs") -> dict[str, Array]:
     """The arrays of a user's .npz, refused (InputError, one line) unless each is numeric (or
     bool), holds at least one value, and is finite: a check on NaN or on nothing proves nothing.
     Looked at with stat() before it is opened, so a FIFO or a device cannot block or flood."""
-    import os
     import stat
 
     path = Path(path)
@@ -187,7 +191,7 @@ def read_npz(path: str | Path, flag: str = "--inputs") -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+def load_inputs(path: str | os.PathLike[str], specs: Sequence[TensorSpec]) -> dict[str, Array]:
     """The user's own inputs from an .npz: keyed by input name, or positional (arr_0...) in input order."""
     arrays = read_npz(path)
     path = Path(path)
@@ -209,8 +213,8 @@ def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.n
 
 
 def match_feeds(
-    feeds: Mapping[str, np.ndarray], source_specs: Sequence[TensorSpec], target_specs: Sequence[TensorSpec]
-) -> dict[str, np.ndarray]:
+    feeds: Mapping[str, Array], source_specs: Sequence[TensorSpec], target_specs: Sequence[TensorSpec]
+) -> dict[str, Array]:
     """Re-key the source's inputs by the target's input names: by name when names survive, else by order."""
     if {s.name for s in target_specs} == set(feeds):
         return {s.name: feeds[s.name] for s in target_specs}
@@ -239,18 +243,18 @@ class OutputDiff:
     reason: str = ""
     criterion: str = ""  # what this output met, in numbers ("max abs diff 2e-7 ≤ 4.8e-3 ...")
     candidate_name: str = ""
-    histogram: dict | None = None  # log10 |error| bins, for the HTML report
+    histogram: dict[str, Any] | None = None  # log10 |error| bins, for the HTML report
     weak: str = ""  # why a pass on this output proves little (the source barely depends on its inputs)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _looks_like_class_scores(ref: np.ndarray) -> bool:
+def _looks_like_class_scores(ref: Array) -> bool:
     return ref.ndim == 2 and ref.shape[1] > 1 and np.issubdtype(ref.dtype, np.floating)
 
 
-def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, candidate_name: str = "") -> OutputDiff:
+def compare_output(name: str, ref: Array, cand: Array, tol: Tolerance, candidate_name: str = "") -> OutputDiff:
     ref, cand = np.asarray(ref), np.asarray(cand)
     if ref.shape != cand.shape:
         return OutputDiff(name, False, reason=f"shape {cand.shape}, the reference has {ref.shape}",
@@ -331,7 +335,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
     )
 
 
-def _bound_text(tol: Tolerance, ref: np.ndarray) -> str:
+def _bound_text(tol: Tolerance, ref: Array) -> str:
     """The element-wise allowance in numbers, for this output."""
     m = magnitude(ref)
     parts = [f"{tol.absolute(m):.2g}"]
@@ -341,7 +345,7 @@ def _bound_text(tol: Tolerance, ref: np.ndarray) -> str:
     return " + ".join(parts) + (f" (magnitude {m:.3g})" if scaled else "")
 
 
-def weak_evidence(ref: np.ndarray, finite: np.ndarray, tol: Tolerance) -> str:
+def weak_evidence(ref: Array, finite: Array, tol: Tolerance) -> str:
     """Why matching this reference output proves little, or "".
 
     A pass means "within tolerance of the source". When the source's outputs for different
@@ -379,7 +383,7 @@ def weak_evidence(ref: np.ndarray, finite: np.ndarray, tol: Tolerance) -> str:
     return ""
 
 
-def pair_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> list[tuple[str, str]] | str:
+def pair_outputs(reference: Mapping[str, Array], candidate: Mapping[str, Array]) -> list[tuple[str, str]] | str:
     """Pairs (reference name, candidate name): by name when the names survived, else by signature order.
     A string says why no pairing is possible."""
     ref_names, cand_names = list(reference), list(candidate)
@@ -391,7 +395,7 @@ def pair_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np
 
 
 def compare(
-    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tol: Tolerance
+    reference: Mapping[str, Array], candidate: Mapping[str, Array], tol: Tolerance
 ) -> tuple[list[OutputDiff], str]:
     """Per-output differences, and a reason when the outputs cannot even be paired."""
     pairs = pair_outputs(reference, candidate)
@@ -447,7 +451,7 @@ class ParityEntry:
         """One line per output whose pass proves little (see parity.weak_evidence)."""
         return [f"{self.format} output {o.name!r}: {o.weak}" for o in self.outputs if o.weak] if self.checked else []
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "format": self.format,
             "checked": self.checked,
@@ -469,10 +473,10 @@ class ParityEntry:
 def judge(
     fmt: str,
     runner: str,
-    reference: Mapping[str, np.ndarray],
-    candidate: Mapping[str, np.ndarray],
+    reference: Mapping[str, Array],
+    candidate: Mapping[str, Array],
     tol: Tolerance,
-    previous: tuple[str, Mapping[str, np.ndarray]] | None = None,
+    previous: tuple[str, Mapping[str, Array]] | None = None,
 ) -> ParityEntry:
     """Compare a candidate's outputs with the source's, and with the previous hop's when there is one."""
     diffs, why = compare(reference, candidate, tol)

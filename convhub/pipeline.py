@@ -29,6 +29,7 @@ from convhub.results import (  # noqa: F401 - part of the API
     CheckStatus,
     ConversionResult,
     HopOutcome,
+    HopKey,
     HopStatus,
     Results,
     result_for,
@@ -96,7 +97,7 @@ def read_source(registry: Registry, model: Any, fmt: Format | None = None,
     return _read_in_worker(registry, runtime or Runtime(workers.shared_pool()), model, fmt, options or {})
 
 
-def outputs_in(directory: str | os.PathLike, stem: str, formats: Sequence[Format]) -> dict[str, Path]:
+def outputs_in(directory: str | os.PathLike[str], stem: str, formats: Sequence[Format]) -> dict[str, Path]:
     """Where several targets go in one folder: <stem><suffix>, or <stem>_<format> for directories."""
     return {f.name: Path(directory) / f"{stem}{f.suffix or '_' + f.name}" for f in formats}
 
@@ -116,7 +117,7 @@ def describe(model: Any) -> str:
     return f"in-memory {type(model).__name__}"
 
 
-def run(model: Any, to: str, output: str | os.PathLike | None = None, **kwargs: Any) -> ConversionResult:
+def run(model: Any, to: str, output: str | os.PathLike[str] | None = None, **kwargs: Any) -> ConversionResult:
     """Convert to one format and check; returns the result even when a hop or the check failed."""
     return run_many(model, [to], {to: output}, **kwargs)[0]
 
@@ -240,11 +241,11 @@ def _run_many(
         source = registry.format(source).name
         _plan_early(registry, registry.format(source), targets, forced, options, via)
     sources = _paths_in([model])
-    destinations = {t: Path(outputs[t]) if outputs.get(t) is not None else None for t in targets}
-    for target, dest in destinations.items():
-        if dest is not None:
-            validate.suffix(dest, target_formats[target], registry.formats)
-            validate.destination(dest, force=force, directory=target_formats[target].directory, sources=sources)
+    destinations = {t: Path(dest) if (dest := outputs.get(t)) is not None else None for t in targets}
+    for name, path in destinations.items():
+        if path is not None:
+            validate.suffix(path, target_formats[name], registry.formats)
+            validate.destination(path, force=force, directory=target_formats[name].directory, sources=sources)
     if keep_intermediates is not None:
         validate.destination(Path(keep_intermediates) / "probe", force=True, directory=False, sources=sources)
         Path(keep_intermediates).mkdir(parents=True, exist_ok=True)
@@ -286,7 +287,8 @@ def _run_many(
         transaction = Transaction()
         for target, result in zip(planned, results):
             final = outcomes.get(target.keys[-1]) if target.keys else None
-            if final is not None and final.artifact is not None and target.destination is not None and (
+            if final is not None and final.artifact is not None and final.artifact.path is not None and (
+                target.destination is not None) and (
                 result.ok or keep_failed
             ):
                 transaction.add(final.artifact.path, target.destination, force)
@@ -329,15 +331,17 @@ def _via(via: str | None, target: str) -> str | None:
     return via if via != target else None
 
 
-def _keep(outcomes: Mapping[tuple, HopOutcome], planned: Sequence[plan.Target], directory: Path,
+def _keep(outcomes: Mapping[HopKey, HopOutcome], planned: Sequence[plan.Target], directory: Path,
           transaction: Transaction) -> None:
     """Publish every intermediate (not the final artifacts) into `directory` for inspection."""
     finals = {t.keys[-1] for t in planned if t.keys}
-    kept = [o for k, o in outcomes.items() if k not in finals and o.artifact is not None]
-    for i, outcome in enumerate(kept):
-        dest = directory / f"{i + 1}-{'-'.join(name.split('->')[-1] for name, _ in outcome.key)}{outcome.artifact.path.suffix}"
-        transaction.add(outcome.artifact.path, dest, True)
-        outcome.record.path = dest
+    kept = [(o, o.artifact.path) for k, o in outcomes.items()
+            if k not in finals and o.artifact is not None and o.artifact.path is not None]
+    for i, (outcome, path) in enumerate(kept):
+        dest = directory / f"{i + 1}-{'-'.join(name.split('->')[-1] for name, _ in outcome.key)}{path.suffix}"
+        transaction.add(path, dest, True)
+        if outcome.record is not None:
+            outcome.record.path = dest
 
 
 @overload
@@ -424,7 +428,7 @@ def convert(
     many = not isinstance(to, str)
     if many and (not isinstance(to, Sequence) or not all(isinstance(t, str) for t in to)):
         raise UsageError(f"to: a format name or a list of them, not {to!r}")
-    targets = [registry.format(t).name for t in (to if many else [to])]  # type: ignore[union-attr]
+    targets = [registry.format(t).name for t in ([to] if isinstance(to, str) else to)]
     options = {**(options or {}), **_keyword_options(registry, plugin_options)}
     made = None
     if many or output is None:
@@ -478,7 +482,7 @@ def check(
     *,
     source: str | None = None,
     seed: int = 0,
-    inputs: str | os.PathLike | None = None,
+    inputs: str | os.PathLike[str] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     options: Mapping[str, Any] | None = None,
@@ -516,7 +520,9 @@ def check(
     )
 
 
-def _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress, read_options) -> list:
+def _check_artifacts(registry: Registry, runtime: Runtime, ref: Artifact, read: list[Artifact], seed: int,
+                     inputs: str | os.PathLike[str] | None, atol: float | None, rtol: float | None,
+                     progress: Progress, read_options: Mapping[str, Any]) -> list[parity.ParityEntry]:
     """The checks of `convhub check`: each candidate is checked as if a hop had written it."""
     from convhub.execute import _Execution
 
@@ -525,4 +531,5 @@ def _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, pro
     keys = [run.add_built(f"candidate-{i}", artifact) for i, artifact in enumerate(read)]
     run.start()
     run.judge(atol, rtol)
-    return [run.outcomes[key].check for key in keys]
+    checks = [run.outcomes[key].check for key in keys]
+    return [c for c in checks if c is not None]  # judge() decided every one

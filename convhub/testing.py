@@ -25,7 +25,8 @@ import pytest
 
 from convhub.graph import Route, missing_modules
 from convhub.jsonout import jsonable
-from convhub.pipeline import ConversionResult, run_many
+from convhub.pipeline import run_many
+from convhub.results import ConversionResult
 from convhub.plugins import Registry, build_registry
 
 
@@ -60,7 +61,7 @@ class TinyModels:
             self._made[name] = builder()
         return self._made[name]
 
-    def _keras(self):
+    def _keras(self) -> Any:
         import os
 
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -71,7 +72,7 @@ class TinyModels:
         h = keras.layers.Dense(8, activation="relu")(x)
         return keras.Model(x, keras.layers.Dense(3)(h), name="tiny")
 
-    def _keras_file(self):
+    def _keras_file(self) -> Path:
         path = self.directory / "tiny.keras"
         self["keras"].save(path)
         return path
@@ -79,21 +80,23 @@ class TinyModels:
     def _via(self, fmt: str, suffix: str) -> Path:
         from convhub import convert
 
-        return convert(self["keras"], to=fmt, output=self.directory / f"tiny{suffix}").output
+        output = convert(self["keras"], to=fmt, output=self.directory / f"tiny{suffix}").output
+        assert output is not None  # convert() raises unless it wrote the model
+        return output
 
-    def _savedmodel(self):
+    def _savedmodel(self) -> Path:
         return self._via("savedmodel", "_savedmodel")
 
-    def _tflite(self):
+    def _tflite(self) -> Path:
         return self._via("tflite", ".tflite")
 
-    def _onnx(self):
+    def _onnx(self) -> Path:
         return self._via("onnx", ".onnx")
 
-    def _tfjs(self):
+    def _tfjs(self) -> Path:
         return self._via("tfjs", "_tfjs")
 
-    def _jax(self):
+    def _jax(self) -> Any:
         import jax.numpy as jnp
         import numpy as np
 
@@ -109,12 +112,12 @@ class TinyModels:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> TinyModels:
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     return TinyModels(tmp_path_factory.mktemp("convhub-tiny-models"))
 
 
 def assert_conversion_contract(
-    registry: Registry, conversion: str, model: Any, *, options: dict | None = None, directory: Path | None = None
+    registry: Registry, conversion: str, model: Any, *, options: dict[str, Any] | None = None, directory: Path | None = None
 ) -> ConversionResult:
     """Convert `model` through the named conversion alone and check it keeps its promises."""
     edge = next((c for c in registry.conversions if c.name == conversion), None)
