@@ -6,7 +6,6 @@ function there that returns a model object, or writes a model into a folder and 
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from typing import Any, Callable
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from convhub.pipeline import read_source, run
 from convhub.errors import ConvhubError, NoRouteError, UsageError
 from convhub.plugins import default_registry
 from convhub.jsonout import document, dump_json
-from convhub.table import number, render
+from convhub.console import show
+from convhub.table import Column, number, table
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,16 @@ def main(out: str | None = None, as_json: bool = False, progress: Callable[[str]
                 "ok" if result.ok else "FAILED", f"{result.seconds:.1f}s" if result.ok else result.error,
             ])
             payload.append({"example": source.label, **result.to_json()})
-    table = render(["source", "target", "route", "max abs diff", "parity", "time"], rows)
-    if notes:
-        table += "\n\n" + "\n".join(notes).rstrip()
+    grid = table([Column("source"), Column("target", wrap=False), Column("route"),
+                  Column("max abs diff", figure=True), Column("parity", status=True, wrap=False), Column("time")], rows)
+    text = "\n".join(notes).rstrip()
     html = report.write(results, root / "report.html", labels)
     if as_json:
         print(dump_json(document("demo", {"ok": failures == 0, "conversions": payload, "output_dir": str(root),
                                           "report": str(html)})))
-        print(table, file=sys.stderr)
+        show(grid, *([text] if text else []), stderr=True)
     else:
-        print(table)
         done = [r for r in rows if r[4] != "no route"]
-        print(f"\n{len(done) - failures}/{len(done)} conversions passed ({len(rows) - len(done)} without a route);"
-              f" models in {root}; parity report {html}")
+        show(grid, *([text] if text else []), f"\n{len(done) - failures}/{len(done)} conversions passed"
+             f" ({len(rows) - len(done)} without a route); models in {root}; parity report {html}")
     return 0 if failures == 0 else 1

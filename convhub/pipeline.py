@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union, overload
 
 from convhub import parity, plan, validate, workers  # noqa: F401 - parity is part of the API
-from convhub.errors import ConversionError, ParityError, UsageError
+from convhub.errors import UsageError
 from convhub.execute import Runtime, execute
 from convhub.execute import read_source as _read_in_worker
 from convhub.graph import Route
