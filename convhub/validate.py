@@ -122,10 +122,11 @@ def positive(name: str, value: Any, whole: bool = False) -> Any:
 def suffix(dest: Path, target: Any, formats: Any) -> None:
     """An output whose suffix names another format (`--to onnx -o model.tflite`) is refused:
     the file would lie about what it holds. A suffix no format claims is the user's choice."""
-    have = Path(dest).suffix.lower()
-    if not have or have == (target.suffix or "").lower():
-        return
-    claimed = next((f for f in formats.values() if f.suffix and f.suffix.lower() == have), None)
+    name, want = Path(dest).name.lower(), (target.suffix or "").lower()
+    if want and (name.endswith(want) or want.endswith(Path(name).suffix)):
+        return  # its own suffix, or a part of it (".onnx" for a ".int8.onnx" format)
+    others = [f for f in formats.values() if f.suffix and f.name != target.name and name.endswith(f.suffix.lower())]
+    claimed = max(others, key=lambda f: len(f.suffix), default=None)
     if claimed is None:
         return
     right = Path(dest).with_suffix(target.suffix) if target.suffix else Path(dest).with_suffix("")
