@@ -214,6 +214,31 @@ def test_an_op_tf2onnx_cannot_convert_fails_the_conversion_and_writes_nothing(tm
     assert not out.exists()
 
 
+def test_a_select_whose_other_branch_is_nan_stays_a_where(tmp_path):
+    """tf2onnx writes Select as cond·x + (1−cond)·y unless it sees a NaN constant among the
+    inputs; a NaN that is broadcast first (jnp.take's out-of-bounds fill, in every Flax Embed)
+    then turned every value into NaN. convhub keeps Select a Where."""
+    import tensorflow as tf
+
+    class Guarded(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            fill = tf.broadcast_to(tf.constant(float("nan")), tf.shape(x))
+            return {"y": tf.where(x > -10.0, x * 2.0, fill)}
+
+    module = Guarded()
+    saved = tmp_path / "guarded"
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+    out = tmp_path / "guarded.onnx"
+    result = convhub.convert(saved, to="onnx", output=out)
+    assert result.ok
+    y = ort_run(out, {"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)})["y"]
+    assert np.isfinite(y).all()
+    import onnx
+
+    assert "Where" in {n.op_type for n in onnx.load(out).graph.node}
+
+
 def test_the_validation_rejects_graphs_onnxruntime_cannot_run():
     import onnx
     import onnxruntime as ort

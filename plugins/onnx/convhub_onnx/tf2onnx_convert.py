@@ -105,9 +105,21 @@ def _identity(ctx, node, name, args):
     ctx.make_node("Identity", [x], outputs=[out], name=name, shapes=shapes, dtypes=dtypes)
 
 
+def _select_as_where(ctx, node, name, args):
+    """Select / SelectV2 as ONNX Where, always. tf2onnx writes them as cond·x + (1−cond)·y (faster
+    in onnxruntime) unless it sees a NaN or Inf constant among the inputs; one that arrives any
+    other way poisons every value, since 0·NaN is NaN. jnp.take's out-of-bounds fill does exactly
+    that (a NaN broadcast to the gathered shape): every Flax Embed came out all NaN."""
+    from tf2onnx.onnx_opset.controlflow import Select
+
+    node.set_attr("handles_nan", True)
+    Select.version_9(ctx, node)
+
+
 def _custom_op_handlers() -> dict:
     # tf2onnx's old-style handlers: {op type: (handler(ctx, node, name, args), args)}.
-    return {"Erfc": (_erfc, []), "TFL_GELU": (_tfl_gelu, []), "PreventGradient": (_identity, [])}
+    return {"Erfc": (_erfc, []), "TFL_GELU": (_tfl_gelu, []), "PreventGradient": (_identity, []),
+            "Select": (_select_as_where, []), "SelectV2": (_select_as_where, [])}
 
 
 # --- making the result readable and checking it ------------------------------------------------
