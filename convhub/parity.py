@@ -118,9 +118,10 @@ def tolerance_for(precision: str | None, atol: float | None = None, rtol: float 
 def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT_BATCH,
                 ranges: Mapping[str, Sequence[int]] | None = None) -> dict[str, Array]:
     """Seeded inputs for a model's input specs: the leading dynamic dim becomes `batch`,
-    other dynamic dims DEFAULT_DYNAMIC_SIZE; floats uniform in [-1, 1), booleans at random.
-    Integers are drawn from the input's valid range when the source knows it (`ranges`: name →
-    [low, high), e.g. an Embedding's vocabulary), from {0, 1} for a mask, else from [0, 10)."""
+    other dynamic dims DEFAULT_DYNAMIC_SIZE; booleans at random. Values are drawn from the
+    input's valid range when the source knows it (`ranges`: name → [low, high), e.g. an
+    Embedding's vocabulary, or pixels in [0, 255] for a model that rescales them); else floats
+    are uniform in [-1, 1), integers from {0, 1} for a mask, else from [0, 10)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"the seed must be a whole number ≥ 0, not {seed!r}")
     rng = np.random.default_rng(seed)
@@ -139,9 +140,17 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
             low, high = integer_range(spec.name, (ranges or {}).get(spec.name))
             value = rng.integers(low, high, size=shape).astype(dtype)
         else:
-            value = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+            bottom, top = float_range((ranges or {}).get(spec.name))
+            value = rng.uniform(bottom, top, size=shape).astype(dtype)
         feeds[spec.name] = value
     return feeds
+
+
+def float_range(known: Sequence[float] | None) -> tuple[float, float]:
+    """[low, high) for a generated float input: what the source said, else [-1, 1)."""
+    if known is not None and len(known) == 2 and float(known[0]) < float(known[1]):
+        return float(known[0]), float(known[1])
+    return -1.0, 1.0
 
 
 def integer_range(name: str, known: Sequence[int] | None) -> tuple[int, int]:

@@ -211,8 +211,9 @@ def result_for(route: Route, outcomes: list[HopOutcome], source: Artifact, check
     elif check:
         # An intermediate no runtime could check is tolerated; an unchecked final artifact is not.
         last = len(result.parity) - 1
+        checked = [o for o in outcomes if o.check is not None]
         blame = [
-            blame_for(entry, result.parity[i - 1] if i else None)
+            blame_for(entry, result.parity[i - 1] if i else None, _advice(checked[i]))
             for i, entry in enumerate(result.parity)
             if (entry.checked and not entry.passed) or (not entry.checked and i == last)
         ]
@@ -222,16 +223,22 @@ def result_for(route: Route, outcomes: list[HopOutcome], source: Artifact, check
     return result
 
 
-def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None) -> str:
+def _advice(outcome: HopOutcome) -> str:
+    """What the hop that wrote this artifact said to try if it drifts (its `if_drifted` fact)."""
+    facts = outcome.record.facts if outcome.record is not None else {}
+    return str(facts.get("if_drifted") or "")
+
+
+def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None, advice: str = "") -> str:
     """Say which output failed and, when the hop before it still matched the source, which hop
-    added the error."""
+    added the error, and what that hop advises for a drift (e.g. calibrating on real data)."""
     if not entry.checked:
         return f"{entry.format}: {entry.reason}"
     where = f"{entry.format}"
     added_here = before is None or (before.checked and before.passed)
     if entry.previous and added_here and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
         where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
-    return f"{where}: {entry.reason}"
+    return f"{where}: {entry.reason}" + (f" ({advice})" if advice and added_here else "")
 
 
 @dataclass

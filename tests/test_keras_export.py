@@ -230,3 +230,32 @@ def test_generated_ids_stay_inside_an_embeddings_vocabulary(tmp_path):
     assert result.ok and final.passed and final.max_abs_diff < 1e-5
     # And the rows differ: ids spread over the vocabulary give outputs that depend on them.
     assert not result.weak_evidence
+
+
+def test_pixels_a_model_rescales_itself_are_generated_in_their_range_for_checks_and_int8(tmp_path):
+    """A model that starts with Rescaling(1/127.5, offset=-1) takes pixels in [0, 255]: parity
+    inputs and generated int8 calibration use that range, not [-1, 1) (a sliver of it), and a
+    drifted int8 artifact calibrated on generated data says what to do instead."""
+    import keras
+
+    from convhub import parity
+    from convhub_tensorflow import keras_model
+
+    L = keras.layers
+    keras.utils.set_random_seed(4)
+    image = keras.Input((8, 8, 3), name="image")
+    x = L.Rescaling(1 / 127.5, offset=-1.0)(image)
+    x = L.Conv2D(4, 3, activation="relu")(x)
+    model = keras.Model(image, L.Dense(3, name="logits")(L.GlobalAveragePooling2D()(x)))
+    assert keras_model.input_ranges(model) == {"image": [0.0, 255.0]}
+    normalized = keras.Sequential([keras.Input((4,)), L.Normalization(mean=[1.0] * 4, variance=[4.0] * 4), L.Dense(2)])
+    assert list(keras_model.input_ranges(normalized).values()) == [[-3.0, 5.0]]
+    path = tmp_path / "pixels.keras"
+    model.save(path)
+    result = convhub.convert(path, to="tflite", output=tmp_path / "m.tflite", quantize="int8")
+    assert result.facts["input_ranges"] == {"image": [0.0, 255.0]}
+    calibration = result.artifacts[-1].facts["representative_dataset"]
+    assert calibration.startswith("generated:") and "image in [0, 255)" in calibration
+    assert result.artifacts[-1].facts["if_drifted"].startswith("int8 was calibrated on generated inputs")
+    feeds = parity.make_inputs(result.facts["inputs"], 0, 32, ranges=result.facts["input_ranges"])
+    assert feeds["image"].min() >= 0 and feeds["image"].max() > 200

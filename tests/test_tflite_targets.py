@@ -32,7 +32,7 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
     if mode:  # quantized: really different from float, and smaller
         assert final.max_abs_diff > 1e-6
     if mode == "int8":
-        assert "generated: 64 samples from the input spec" in result.artifacts[-1].facts["representative_dataset"]
+        assert "generated: 64 uniform random samples from the input spec (image in [-1, 1)" in result.artifacts[-1].facts["representative_dataset"]
     # Read back from disk (what `convhub check` does), the file tells the same precision.
     assert tflite.precision_of((tmp_path / "m.tflite").read_bytes()) == precision
 

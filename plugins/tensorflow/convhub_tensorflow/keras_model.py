@@ -110,20 +110,53 @@ def facts_of(model) -> dict[str, Any]:
     return facts
 
 
-def input_ranges(model) -> dict[str, list[int]]:
-    """[low, high) of each integer input that feeds an Embedding directly: its vocabulary, so
-    generated parity inputs are ids the model can look up (parity.make_inputs)."""
+def input_ranges(model) -> dict[str, list[float]]:
+    """[low, high) of the inputs whose valid values the model itself says, so generated parity
+    inputs and int8 calibration (parity.make_inputs) are values the model is built for:
+    - an integer input that feeds an Embedding directly: its vocabulary;
+    - a float input that feeds a preprocessing layer directly: what that layer maps onto the
+      range a network takes. Rescaling(scale, offset) to [0, 1], or to [-1, 1] when its offset is
+      negative (1/255 and 1/127.5 - 1 both give pixels in [0, 255]); Normalization(mean,
+      variance) from mean - 2σ to mean + 2σ over its channels."""
     keras = frameworks.keras()
     names = {id(t): t.name for t in getattr(model, "inputs", None) or []}
-    ranges = {}
+    ranges: dict[str, list[float]] = {}
     for layer in getattr(model, "layers", []):
-        if not isinstance(layer, keras.layers.Embedding):
+        found = _range_read_by(keras, layer)
+        if found is None:
             continue
         for node in getattr(layer, "_inbound_nodes", []):
             for tensor in getattr(node, "input_tensors", []):
                 if id(tensor) in names:
-                    ranges[names[id(tensor)]] = [0, int(layer.input_dim)]
+                    ranges[names[id(tensor)]] = found
     return ranges
+
+
+def _range_read_by(keras, layer) -> list[float] | None:
+    import numpy as np
+
+    L = keras.layers
+    if isinstance(layer, L.Embedding):
+        return [0, int(layer.input_dim)]
+    try:
+        if isinstance(layer, L.Rescaling):
+            scale = np.asarray(layer.scale, np.float64).ravel()
+            offset = np.asarray(layer.offset, np.float64).ravel()
+            if not np.all(scale != 0):
+                return None
+            low, high = (-1.0, 1.0) if np.all(offset < 0) else (0.0, 1.0)
+            ends = np.concatenate([(low - offset) / scale, (high - offset) / scale])
+        elif isinstance(layer, L.Normalization) and not getattr(layer, "invert", False):
+            mean = np.asarray(layer.mean, np.float64).ravel()
+            std = np.sqrt(np.asarray(layer.variance, np.float64).ravel())
+            ends = np.concatenate([mean - 2 * std, mean + 2 * std])
+        else:
+            return None
+    except (AttributeError, TypeError, ValueError):  # a layer not built or adapted yet
+        return None
+    if not np.all(np.isfinite(ends)) or ends.min() == ends.max():
+        return None
+    return [round(float(ends.min()), 6), round(float(ends.max()), 6)]
 
 
 # --- grouped convolutions --------------------------------------------------------------------------

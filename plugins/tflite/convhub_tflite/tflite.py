@@ -109,12 +109,19 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
         ]
         return samples, f"{count} samples from {path}"
     seed = int(options.get("seed", 0))
-    # Integer inputs keep to the ranges the source gave (an Embedding's vocabulary), as parity inputs do.
+    # Inputs keep to the ranges the source gave (an Embedding's vocabulary, the pixel range a
+    # Rescaling layer implies), as parity inputs do.
     samples = [parity.make_inputs(specs, seed + i, batch=1, ranges=ranges) for i in range(REPRESENTATIVE_SAMPLES)]
+    spans = ", ".join(f"{s.name} in [{_g(lo)}, {_g(hi)})" for s in specs if s.dtype.startswith("float")
+                      for lo, hi in [parity.float_range((ranges or {}).get(s.name))])
     return samples, (
-        f"generated: {REPRESENTATIVE_SAMPLES} samples from the input spec (uniform in [-1, 1), seed {seed});"
-        " pass real data with --representative-data for a calibration that fits your inputs"
+        f"generated: {REPRESENTATIVE_SAMPLES} uniform random samples from the input spec ({spans or 'integer ids'},"
+        f" seed {seed}), not your data; pass real data with --representative-data for a calibration that fits your inputs"
     )
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
 
 
 def _samples_spec(spec: TensorSpec) -> TensorSpec:
@@ -200,6 +207,9 @@ def _converter(tf, artifact: Artifact, keys: list[str], options: Mapping[str, An
         if not specs:
             raise UsageError("int8 quantization needs the model's input spec, which the source did not give")
         samples, facts["representative_dataset"] = representative_samples(options, specs, artifact.facts.get("input_ranges"))
+        if not options.get("representative_data"):
+            facts["if_drifted"] = ("int8 was calibrated on generated inputs, not on data like yours: pass samples"
+                                   " of your inputs with --representative-data, or use --quantize dynamic or float16")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: iter(samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
