@@ -209,7 +209,8 @@ def test_an_op_tf2onnx_cannot_convert_fails_the_conversion_and_writes_nothing(tm
         convhub.convert(saved, to="onnx", output=out)
     assert str(info.value) == (
         "savedmodel → onnx (onnx) failed: InvalidONNXError: the graph still holds ops that are not ONNX"
-        " (tf2onnx could not convert them): Igamma"
+        " (tf2onnx could not convert them): Igamma. Instead: tflite with --select-tf-ops runs TensorFlow ops,"
+        " or rewrite those ops in the model"
     )
     assert not out.exists()
 

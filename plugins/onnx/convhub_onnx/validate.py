@@ -60,7 +60,9 @@ def check(model) -> None:
     leftover = unconverted_ops(model)
     if leftover:
         names = ", ".join(f"{op} (x{n})" if n > 1 else op for op, n in sorted(leftover.items()))
-        raise InvalidONNXError(f"the graph still holds ops that are not ONNX (tf2onnx could not convert them): {names}")
+        raise InvalidONNXError(
+            f"the graph still holds ops that are not ONNX (tf2onnx could not convert them): {names}."
+            " Instead: tflite with --select-tf-ops runs TensorFlow ops, or rewrite those ops in the model")
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001 - ValidationError, or shape inference's InferenceError
