@@ -46,7 +46,8 @@ def build(names: list[str], folder: Path) -> list[str]:
             tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
             raise SystemExit(f"building {name} failed:\n{tail}")
         source = proc.stdout.strip().splitlines()[-1]
-        print(f"built {name} in {time.perf_counter() - started:.1f} s: {source}", file=sys.stderr)
+        trained = [line for line in proc.stderr.splitlines() if line.startswith(f"{name}: trained")]
+        print(f"built {name} in {time.perf_counter() - started:.1f} s: {source}", *trained, sep="\n  ", file=sys.stderr)
         sources.append(source)
     return sources
 
