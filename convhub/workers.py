@@ -181,8 +181,11 @@ def env_key(env: Mapping[str, str]) -> EnvKey:
     """What a call needs of a worker's environment: the caller's environment as it is now (a
     warm worker started before a change of PATH would not see it) with the settings the hop
     asks for on top. A worker whose environment holds all of that serves the call: a runner that
-    asks for nothing runs in the worker that has TensorFlow's settings too."""
-    return frozenset((k, v) for k, v in {**os.environ, **env}.items() if k not in VOLATILE)
+    asks for nothing runs in the worker that has TensorFlow's settings too.
+    The caller's import path and working directory are part of it: a worker gets them when it
+    starts, and one started before a plugin's folder joined sys.path cannot import that plugin."""
+    variables = {(k, v) for k, v in {**os.environ, **env}.items() if k not in VOLATILE}
+    return frozenset(variables | {("\0sys.path", "\0".join(sys.path)), ("\0cwd", os.getcwd())})
 
 
 # Variables that change under a caller without changing what a worker needs: pytest's name of the
