@@ -260,7 +260,7 @@ def test_the_validation_rejects_graphs_onnxruntime_cannot_run():
         ort.InferenceSession(broken.SerializeToString(), providers=["CPUExecutionProvider"])
     with pytest.raises(InvalidONNXError) as info:
         check(broken)
-    assert str(info.value).endswith(": NoSuchOp (x2), ai.onnx.converters.tensorflow:StatefulPartitionedCall")
+    assert ": NoSuchOp (x2), ai.onnx.converters.tensorflow:StatefulPartitionedCall. Instead: " in str(info.value)
 
     # Only standard ops, but adding a float to an int64: caught by onnx.checker's strict shape inference.
     n = helper.make_tensor_value_info("n", TensorProto.INT64, ["batch", 4])
