@@ -84,3 +84,68 @@ def ratio(value: float | None, source: float | None) -> str:
     if value is None or not source:
         return ""
     return f"{value / source:.2g}×"
+
+
+COLUMNS = ("artifact", "runtime", "p50", "p90", "p99", "vs source", "size", "vs source size")
+
+
+def rows(results: Sequence[Any]) -> list[list[str]]:
+    """A row for the source and one per artifact measured (a shared hop once), for the terminal
+    and the report: latency in its runtime and size, each beside the source's."""
+    if not results:
+        return []
+    first = results[0]
+    source_latency, source_bytes = first.source_latency, getattr(first, "source_bytes", None)
+    if source_latency is None and not any(p.latency for r in results for p in r.parity):
+        return []
+    out = [_row(f"{getattr(first, 'source', None) or first.reference.format} (source)", source_latency,
+                source_bytes, None, None)]
+    seen: set[int] = set()
+    for result in results:
+        for entry, size in zip(result.parity, _sizes(result)):
+            if id(entry) in seen or not entry.latency:
+                continue
+            seen.add(id(entry))
+            out.append(_row(entry.format, entry.latency, size, source_latency, source_bytes))
+    return out
+
+
+def _sizes(result: Any) -> list[int | None]:
+    """Each parity entry's artifact size: a conversion's records, or `check`'s candidate files."""
+    from convhub.execute import size_of
+
+    if hasattr(result, "candidates"):
+        return [size_of(c.path) if c.path is not None and c.path.exists() else None for c in result.candidates]
+    by_format = {a.format: a.bytes for a in result.artifacts}
+    return [by_format.get(p.format) for p in result.parity]
+
+
+def _row(label: str, latency: Mapping[str, Any] | None, size: int | None, source: Mapping[str, Any] | None,
+         source_bytes: int | None) -> list[str]:
+    from convhub.table import human_bytes
+
+    figures = [_ms(latency[k]) for k in ("p50_ms", "p90_ms", "p99_ms")] if latency else ["", "", ""]
+    return [label, str((latency or {}).get("runtime", "")).split(" (")[0], *figures,
+            ratio(latency["p50_ms"] if latency else None, source["p50_ms"] if source else None),
+            human_bytes(size), ratio(size, source_bytes)]
+
+
+def renderables(results: Sequence[Any]) -> list[Any]:
+    """The latency table and the line that says how it was measured, or nothing without --benchmark."""
+    from rich.text import Text
+
+    from convhub.table import Column, table
+
+    found = rows(results)
+    if not found:
+        return []
+    columns = [Column("latency"), Column("runtime"), *(Column(c, figure=True) for c in COLUMNS[2:])]
+    return [table(columns, found), Text(how_measured(results), style="dim")]
+
+
+def how_measured(results: Sequence[Any]) -> str:
+    latency = next((p.latency for r in results for p in r.parity if p.latency), None) or results[0].source_latency
+    if not latency:
+        return ""
+    return (f"latency: one request of batch {latency['batch']}, {latency['warmup']} warmup runs, then up to {RUNS}"
+            f" timed runs or {BUDGET:g} s; threads: {latency['threads']}")

@@ -53,12 +53,24 @@ def inspect_paths(paths: Sequence[str | Path], registry: Registry) -> list[dict[
         if not path.is_dir():
             raise InputError(f"cannot tell which format {path} is; convhub inspects "
                              f"{', '.join(sorted(f.name for f in registry.formats.values() if f.inspect))}")
-        inside = [(p, f) for p in sorted(path.iterdir()) if not p.name.startswith(".")
-                  and not p.name.endswith(provenance.SIDECAR_SUFFIX) and (f := _format_of(p, registry)) is not None]
+        inside = list(_artifacts_in(path, registry))
         if not inside:
             raise InputError(f"{path} is no model, and holds none convhub can read")
         entries += [inspect_one(p, f) for p, f in inside]
     return entries
+
+
+def _artifacts_in(folder: Path, registry: Registry, depth: int = 3) -> Iterable[tuple[Path, Format]]:
+    """The artifacts in a folder of outputs, and in its folders that are no artifact themselves
+    (a TF Serving output holds its model's base path), `depth` levels down at most."""
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name.endswith(provenance.SIDECAR_SUFFIX) or path.is_symlink():
+            continue
+        fmt = _format_of(path, registry)
+        if fmt is not None:
+            yield path, fmt
+        elif path.is_dir() and depth > 1:
+            yield from _artifacts_in(path, registry, depth - 1)
 
 
 def _format_of(path: Path, registry: Registry) -> Format | None:
@@ -69,18 +81,22 @@ def _format_of(path: Path, registry: Registry) -> Format | None:
 def inspect_one(path: Path, fmt: Format) -> dict[str, Any]:
     from convhub.execute import size_of
 
+    from convhub import capture
+
     entry: dict[str, Any] = {"path": str(path), "format": fmt.name, "bytes": size_of(path)}
     if fmt.inspect is None:
         entry["error"] = f"plugin {fmt.plugin!r} gives no inspector for {fmt.name} artifacts"
     else:
         try:
-            entry.update(jsonable(dict(fmt.inspect(path))))
+            with capture.native_output():  # a framework's start-up chatter (TensorFlow's) is not for the screen
+                entry.update(jsonable(dict(fmt.inspect(path))))
         except Exception as exc:  # noqa: BLE001 - a file that is broken, or a plugin's bug: one line
             from convhub.tasks import first_line
 
             entry["error"] = f"{fmt.name} inspector failed: {first_line(exc)}"
     entry.setdefault("provenance", None)
-    entry["sidecar"] = provenance.read_sidecar(path)
+    # An inspector that describes a part of the artifact (TF Serving's latest version) names it.
+    entry["sidecar"] = provenance.read_sidecar(Path(entry.get("described") or path))
     return entry
 
 
@@ -113,7 +129,8 @@ def renderable(entries: Sequence[Mapping[str, Any]]) -> Group:
 def _lines(e: Mapping[str, Any]) -> list[tuple[str, str]]:
     lines: list[tuple[str, str]] = []
     if e.get("precision"):
-        lines.append(("weights", ", ".join(f"{k} {v:.0%}" for k, v in e["precision"].items())))
+        lines.append(("weights", ", ".join(f"{k} {v:.0%}" if v >= 0.005 else f"{k} <1%"
+                                           for k, v in e["precision"].items())))
     ops = e.get("operators") or {}
     if ops:
         shown = ", ".join(f"{k} ×{v}" for k, v in list(ops.items())[:TOP_OPERATORS])
@@ -150,6 +167,6 @@ def describe_record(record: Mapping[str, Any]) -> str:
 
 
 def _verdict(verdict: Mapping[str, Any]) -> str:
-    status = verdict.get("status", "?")
+    status = str(verdict.get("status", "?"))
     worst = verdict.get("max_abs_diff")
     return status + (f" (max abs diff {worst:.2g}, {verdict.get('runner')})" if isinstance(worst, float) else "")

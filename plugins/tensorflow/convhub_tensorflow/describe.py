@@ -86,20 +86,28 @@ def _called(node: Any) -> list[str]:
     return called
 
 
-def _variables(path: Path) -> dict[str, int]:
-    """Parameters per dtype, from the checkpoint in variables/."""
+def _parameters(meta_graph: Any, signature: str | None) -> dict[str, int]:
+    """Parameters per dtype: the variables the signature's function captures (the object graph's
+    bound inputs), each once; every variable when the signature cannot be traced there. (The
+    checkpoint can hold one model's weights twice: Keras's export tracks two lists of them.)"""
     tf = frameworks.tensorflow()
-    prefix = Path(path) / "variables" / "variables"
-    if not Path(str(prefix) + ".index").exists():
-        return {}
-    reader = tf.train.load_checkpoint(str(prefix))
-    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    graph = meta_graph.object_graph_def
+    ids: set[int] = set()
+    if graph.nodes:
+        signatures = next((c.node_id for c in graph.nodes[0].children if c.local_name == "signatures"), None)
+        for child in graph.nodes[signatures].children if signatures is not None else []:
+            function = graph.concrete_functions.get(graph.nodes[child.node_id].bare_concrete_function.concrete_function_name)
+            if child.local_name == signature and function is not None:
+                ids = set(function.bound_inputs)
+    if not ids:
+        ids = {i for i, node in enumerate(graph.nodes) if node.WhichOneof("kind") == "variable"}
     counts: dict[str, int] = {}
-    for name, shape in shapes.items():
-        if name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH") or "save_counter" in name:
+    for i in ids:
+        node = graph.nodes[i]
+        if node.WhichOneof("kind") != "variable":
             continue
-        dtype = frameworks.numpy_dtype(dtypes[name])
-        counts[dtype] = counts.get(dtype, 0) + math.prod(shape)
+        dtype = frameworks.numpy_dtype(tf.dtypes.as_dtype(node.variable.dtype))
+        counts[dtype] = counts.get(dtype, 0) + math.prod(max(d.size, 0) for d in node.variable.shape.dim)
     return counts
 
 
@@ -109,7 +117,7 @@ def inspect_saved_model(path: Path) -> dict[str, Any]:
     signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
     name = saved_model.DEFAULT_SIGNATURE if saved_model.DEFAULT_SIGNATURE in signatures else next(iter(signatures), None)
     chosen = signatures.get(name) if name else None
-    counts = _variables(path)
+    counts = _parameters(meta_graph, name)
     extra = Path(path) / ASSETS_EXTRA
     return {
         "inputs": _specs(chosen.inputs) if chosen is not None else [],

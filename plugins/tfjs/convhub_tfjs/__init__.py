@@ -9,7 +9,7 @@ from convhub import hookimpl
 from convhub.types import Conversion, Format, Option, Runner
 from convhub_tensorflow.frameworks import TF_ENV
 
-from convhub_tfjs import converter, graph_model
+from convhub_tfjs import converter, describe, graph_model
 
 
 @hookimpl
@@ -22,6 +22,8 @@ def convhub_formats():
             read=graph_model.read,
             detect=graph_model.detect,
             directory=True,
+            embed=describe.embed,  # model.json's userDefinedMetadata
+            inspect=describe.inspect,
             modes={"float32": {}, "float16": {"tfjs_quantize": "float16"}, "uint8": {"tfjs_quantize": "uint8"}},
         )
     ]

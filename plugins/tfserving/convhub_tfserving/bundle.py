@@ -189,8 +189,7 @@ class Session:
     @property
     def runtime(self) -> str:
         """What ran it, as reports show: the checked outputs come from the warmup replay or not."""
-        return (f"tensorflow ({len(self.replays)} warmup requests replayed"
-                + ("; checked outputs from the replay)" if self.replayed else ")"))
+        return f"tensorflow ({'outputs from ' if self.replayed else ''}replaying {len(self.replays)} warmup requests)"
 
     def _replay(self, i: int, log: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
         tf = frameworks.tensorflow()
@@ -240,4 +239,5 @@ def inspect(path: Path) -> dict[str, Any]:
         **described.get("details", {}),
     }
     described["versions"] = [{"version": int(p.name), "path": str(p), "sidecar": read_sidecar(p)} for p in folders]
+    described["described"] = str(latest)
     return described
