@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 
 from convhub import cli, provenance
-from conftest import CONVHUB, assert_schema
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from conftest import CONVHUB, assert_schema, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -165,15 +163,7 @@ def test_the_report_opens_with_the_summary_and_the_latency_chart(run, tmp_path):
     assert page.index("Tolerance applied") < page.index("Provenance and versions") < page.index("<h3>")
     assert page.count("<h3>savedmodel ") == 1  # the SavedModel that four routes share, once
     assert "<script" not in page and "tensorflow-serving-api" in page
-    if CHROMIUM is None:
-        pytest.skip("no Chromium to screenshot the report (apt-get install chromium; .ci/run does)")
-    png = tmp_path / "report.png"
-    subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={png}", "--window-size=1200,900", run["report"].as_uri()],
-        check=True, capture_output=True, timeout=120,
-    )
+    png = screenshot(run["report"], tmp_path / "report.png", "1200,900")  # one screen
     from PIL import Image
 
     pixels = np.asarray(Image.open(png).convert("RGB"))
