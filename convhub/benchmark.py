@@ -76,7 +76,7 @@ def describe(latency: Mapping[str, Any] | None) -> str:
 
 
 def _ms(value: float) -> str:
-    return f"{value:.3g} ms"
+    return f"{value * 1000:.3g} µs" if value < 1 else f"{value:.3g} ms"
 
 
 def ratio(value: float | None, source: float | None) -> str:
@@ -86,7 +86,7 @@ def ratio(value: float | None, source: float | None) -> str:
     return f"{value / source:.2g}×"
 
 
-COLUMNS = ("artifact", "runtime", "p50", "p90", "p99", "vs source", "size", "vs source size")
+COLUMNS = ("latency", "p50", "p90", "p99", "vs source", "size", "vs source")
 
 
 def rows(results: Sequence[Any]) -> list[list[str]]:
@@ -125,7 +125,7 @@ def _row(label: str, latency: Mapping[str, Any] | None, size: int | None, source
     from convhub.table import human_bytes
 
     figures = [_ms(latency[k]) for k in ("p50_ms", "p90_ms", "p99_ms")] if latency else ["", "", ""]
-    return [label, str((latency or {}).get("runtime", "")).split(" (")[0], *figures,
+    return [label, *figures,
             ratio(latency["p50_ms"] if latency else None, source["p50_ms"] if source else None),
             human_bytes(size), ratio(size, source_bytes)]
 
@@ -139,13 +139,17 @@ def renderables(results: Sequence[Any]) -> list[Any]:
     found = rows(results)
     if not found:
         return []
-    columns = [Column("latency"), Column("runtime"), *(Column(c, figure=True) for c in COLUMNS[2:])]
+    columns = [Column(COLUMNS[0], wrap=False), *(Column(c, figure=True) for c in COLUMNS[1:])]
     return [table(columns, found), Text(how_measured(results), style="dim")]
 
 
 def how_measured(results: Sequence[Any]) -> str:
-    latency = next((p.latency for r in results for p in r.parity if p.latency), None) or results[0].source_latency
-    if not latency:
+    every = [results[0].source_latency] + [p.latency for r in results for p in r.parity]
+    measured = [lat for lat in every if lat]
+    if not measured:
         return ""
-    return (f"latency: one request of batch {latency['batch']}, {latency['warmup']} warmup runs, then up to {RUNS}"
-            f" timed runs or {BUDGET:g} s; threads: {latency['threads']}")
+    latency = measured[0]
+    runtimes = ", ".join(dict.fromkeys(str(lat["runtime"]).split(" (")[0] for lat in measured))
+    return (f"latency: each in its own runtime ({runtimes}), one request of batch {latency['batch']},"
+            f" {latency['warmup']} warmup runs, then up to {RUNS} timed runs or {BUDGET:g} s; threads:"
+            f" {latency['threads']}")
