@@ -52,9 +52,14 @@ def version_folders(formats: Mapping[str, Format], destinations: Mapping[str, Pa
 
 
 def check_outputs(destinations: Mapping[str, Path | None], versions: Mapping[str, tuple[Path, int | None]],
-                  save_io: str | os.PathLike[str] | None, sources: Sequence[Path]) -> None:
+                  save_io: str | os.PathLike[str] | None, sources: Sequence[Path], *, check: bool = True,
+                  benchmark: bool = False) -> None:
     """The files a run writes besides its artifacts: no sidecar path is a folder, and the
-    --save-io file is an .npz that is neither an input nor another output."""
+    --save-io file is an .npz that is neither an input nor another output. Both --save-io and
+    --benchmark happen where the check runs: without it they would silently do nothing."""
+    for flag, given in (("--save-io", save_io is not None), ("--benchmark", benchmark)):
+        if given and not check:
+            raise UsageError(f"{flag} works on the parity check, which --no-check turns off")
     for name, dest in destinations.items():
         if dest is not None and name not in versions:
             side = provenance.sidecar_path(dest)

@@ -255,7 +255,8 @@ def _run_many(
             validate.suffix(path, target_formats[name], registry.formats)
             validate.destination(path, force=force, directory=target_formats[name].directory, sources=sources)
     versions = deploy.version_folders(target_formats, destinations, options, sources)
-    deploy.check_outputs(destinations, versions, save_io, [*sources, *([Path(inputs)] if inputs is not None else [])])
+    deploy.check_outputs(destinations, versions, save_io, [*sources, *([Path(inputs)] if inputs is not None else [])],
+                         check=check, benchmark=benchmark)
     if keep_intermediates is not None:
         validate.destination(Path(keep_intermediates) / "probe", force=True, directory=False, sources=sources)
         Path(keep_intermediates).mkdir(parents=True, exist_ok=True)

@@ -157,6 +157,13 @@ def test_save_io_is_checked_before_anything_loads(cnn_file, tmp_path, capsys, fl
     assert code == 2 and why in capsys.readouterr().err
 
 
+def test_save_io_and_benchmark_need_the_check(cnn_file, tmp_path, capsys):
+    for flag in (["--save-io", str(tmp_path / "io.npz")], ["--benchmark"]):
+        code = cli.main(["convert", "keras→tflite", str(cnn_file), "-o", str(tmp_path / "m.tflite"), "--no-check",
+                         *flag, "-q"])
+        assert code == 2 and "--no-check turns off" in capsys.readouterr().err
+
+
 def test_the_report_opens_with_the_summary_and_the_latency_chart(run, tmp_path):
     page = run["report"].read_text()
     assert page.index('<table class="summary">') < page.index("<h2>Latency</h2>") < page.index("Tolerance applied")
