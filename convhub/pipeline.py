@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Un
 
 from convhub import deploy, parity, plan, validate, workers  # noqa: F401 - parity is part of the API
 from convhub.errors import UsageError
-from convhub.execute import Runtime, execute
+from convhub.execute import Runtime, execute, size_of
 from convhub.execute import read_source as _read_in_worker
 from convhub.graph import Route
 from convhub.plugins import Registry, default_registry
@@ -559,6 +559,7 @@ def check(
         ref, entries, read,
         seed=seed if inputs is None else None, inputs=str(inputs) if inputs is not None else "random",
         seconds=time.perf_counter() - started, source_latency=extras.get("source_latency"),
+        source_bytes=size_of(ref.path) if ref.path is not None and ref.path.exists() else None,
     )
 
 

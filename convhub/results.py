@@ -258,6 +258,7 @@ class CheckResult:
     inputs: str = "random"
     seconds: float = 0.0
     source_latency: dict[str, Any] | None = None  # --benchmark: the reference's latency in its own runtime
+    source_bytes: int | None = None  # the reference's size on disk, when it is a file or folder
 
     @property
     def ok(self) -> bool:
@@ -282,4 +283,5 @@ class CheckResult:
             "error": self.error or None,
             "seconds": round(self.seconds, 3),
             "source_latency": self.source_latency,
+            "source_bytes": self.source_bytes,
         }
