@@ -287,7 +287,9 @@ def _run_many(
     workdir = work_folder()
     extras: dict[str, Any] = {}
     try:
-        prov = deploy.provenance_of(registry, model, source_artifact, seed, inputs)
+        # Provenance for what is published; a run that writes nothing (the matrix) skips hashing and embedding.
+        writes = keep_intermediates is not None or any(t.destination is not None for t in planned)
+        prov = deploy.provenance_of(registry, model, source_artifact, seed, inputs) if writes else None
         outcomes = execute(registry, runtime, source_artifact, planned, workdir, check=check, seed=seed,
                            inputs=str(inputs) if inputs is not None else None, atol=atol, rtol=rtol,
                            progress=progress, read_options=options, benchmark=benchmark, extras=extras,
@@ -307,6 +309,7 @@ def _run_many(
                 target.destination is not None) and (
                 result.ok or keep_failed
             ):
+                assert prov is not None  # a run with a destination writes
                 published[id(result)] = deploy.publish(transaction, final, target, force,
                                                        versions.get(target.format), result, workdir, extras, prov)
         if keep_intermediates is not None:
