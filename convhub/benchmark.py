@@ -71,11 +71,11 @@ def describe(latency: Mapping[str, Any] | None) -> str:
     """'p50 0.12 ms · p90 0.15 · p99 0.2 (batch 1, 50 runs)'."""
     if not latency:
         return ""
-    return (f"p50 {_ms(latency['p50_ms'])} · p90 {_ms(latency['p90_ms'])} · p99 {_ms(latency['p99_ms'])}"
+    return (f"p50 {duration(latency['p50_ms'])} · p90 {duration(latency['p90_ms'])} · p99 {duration(latency['p99_ms'])}"
             f" (batch {latency['batch']}, {latency['runs']} runs)")
 
 
-def _ms(value: float) -> str:
+def duration(value: float) -> str:
     return f"{value * 1000:.3g} µs" if value < 1 else f"{value:.3g} ms"
 
 
@@ -124,7 +124,7 @@ def _row(label: str, latency: Mapping[str, Any] | None, size: int | None, source
          source_bytes: int | None) -> list[str]:
     from convhub.table import human_bytes
 
-    figures = [_ms(latency[k]) for k in ("p50_ms", "p90_ms", "p99_ms")] if latency else ["", "", ""]
+    figures = [duration(latency[k]) for k in ("p50_ms", "p90_ms", "p99_ms")] if latency else ["", "", ""]
     return [label, *figures,
             ratio(latency["p50_ms"] if latency else None, source["p50_ms"] if source else None),
             human_bytes(size), ratio(size, source_bytes)]

@@ -53,7 +53,7 @@ def summary_table(results: Sequence[Any], labels: Sequence[str] | None = None) -
             ]
             if has_latency:
                 latency = entry.latency if entry is not None else None
-                cells += [f"{latency['p50_ms']:.3g} ms" if latency else "–",
+                cells += [benchmark.duration(latency["p50_ms"]) if latency else "–",
                           benchmark.ratio(latency["p50_ms"] if latency else None,
                                           source_latency["p50_ms"] if source_latency else None)]
             rows.append("<tr>" + "".join(f"<td{LEFT if j < 2 else ''}>{c if c.startswith('<span') else _e(c)}</td>"
@@ -101,7 +101,7 @@ def latency_chart(results: Sequence[Any], width: int = 720) -> str:
             f'<line x1="{x(lat["p90_ms"]):.1f}" y1="{y + bar_h / 2}" x2="{x(lat["p99_ms"]):.1f}" y2="{y + bar_h / 2}"'
             f' stroke="#333" stroke-width="2"/>'
             f'<text x="{min(x(lat["p99_ms"]) + 6, width - 60):.1f}" y="{y + bar_h - 4}" font-size="11">'
-            f'{lat["p50_ms"]:.3g} ms</text>'
+            f'{benchmark.duration(lat["p50_ms"])}</text>'
         )
     return (f'<h2>Latency</h2><figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
             f' role="img" aria-label="latency per artifact">{"".join(parts)}</svg>'
