@@ -90,12 +90,16 @@ def inspect(path: Path) -> dict[str, Any]:
 
     used = [op_name(codes[op.opcodeIndex]) for subgraph in model.subgraphs or [] for op in subgraph.operators or []]
     session = tflite.Session(Artifact("tflite", path=Path(path)))
-    outputs = [TensorSpec(name, tuple(None if d < 0 else int(d) for d in detail["shape_signature"]),
-                          getattr(detail["dtype"], "__name__", str(detail["dtype"])))
-               for name, detail in session._out.items()]
+
+    def specs(details: Mapping[str, Any]) -> list[TensorSpec]:
+        """As the file stores them (int8 for an int8-io model; the runner feeds and reads it in float)."""
+        return [TensorSpec(name, tuple(None if d < 0 else int(d) for d in detail["shape_signature"]),
+                           getattr(detail["dtype"], "__name__", str(detail["dtype"])))
+                for name, detail in details.items()]
+
     return {
-        "inputs": session.inputs,
-        "outputs": outputs,
+        "inputs": specs(session._in),
+        "outputs": specs(session._out),
         "parameters": sum(counts.values()),
         "precision": shares(counts),
         "operators": histogram(used),
