@@ -127,6 +127,12 @@ class Provenance:
         modules = [m for e in edges for m in e.requires] + list(runner.requires if runner else ())
         plugins = dict.fromkeys([*(e.plugin for e in edges), *([runner.plugin] if runner else [])])
         read = {k for e in edges for k in e.options}
+        runtime: dict[str, str] = {}
+        if runner is not None and runner.versions is not None:
+            try:
+                runtime = {str(k): str(v) for k, v in runner.versions().items()}
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug costs this line only
+                runtime = {runner.name: f"unknown ({type(exc).__name__}: {exc})"}
         return {
             **self.base,
             "format": target,
@@ -138,6 +144,7 @@ class Provenance:
                 **{f"plugin {p}": (self.registry.plugins[p].version if p in self.registry.plugins else None) or "?"
                    for p in plugins},
                 **versions_of(modules),
+                **runtime,
             },
             "parity": VERDICT_ELSEWHERE,
         }

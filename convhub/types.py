@@ -198,6 +198,9 @@ class Runner:
     """Runs artifacts of one format, for the parity check.
 
     load(artifact) returns a Session. `requires` and `env` as for Conversion.
+    versions() returns the versions of what it runs with that is no Python distribution (a
+    Node.js package, the node binary), {name: version}, for the provenance record; Python
+    distributions are found from `requires`.
     """
 
     format: str
@@ -206,6 +209,7 @@ class Runner:
     name: str = ""
     plugin: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    versions: Callable[[], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         _check_name("format", self.format)

@@ -71,7 +71,8 @@ def test_every_artifact_carries_the_record_of_this_run(run):
         assert side["artifact"]["sha256"] == provenance.content_hash(Path(results[fmt]["output"]))
     assert records["onnx"]["versions"].keys() >= {"tf2onnx", "onnx", "onnxruntime"}
     assert records["tflite"]["versions"].keys() >= {"ai-edge-litert"}
-    assert records["tfjs"]["versions"].keys() >= {"tensorflowjs"}
+    assert records["tfjs"]["versions"].keys() >= {"tensorflowjs", "node"}
+    assert records["tfjs"]["versions"]["@tensorflow/tfjs"] == "4.22.0"  # the runtime Node.js ran
 
 
 def test_benchmark_figures_in_the_json(run):

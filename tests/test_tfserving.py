@@ -106,6 +106,16 @@ def test_an_existing_version_is_refused_before_anything_loads(keras_serving, cnn
     assert "version 1 exists" in err and "never replaced" in err
 
 
+@pytest.mark.parametrize("args, why", [
+    (["--model-name", "../escape"], "--model-name '../escape': use letters"),
+    (["--version", "0"], "--version (version): must be ≥ 1"),
+    (["--quantize", "int8"], "option 'quantize' is not used by any conversion on the route"),
+], ids=["name", "version", "option"])
+def test_bad_serving_options_exit_2_before_anything_loads(cnn_file, tmp_path, capsys, args, why):
+    assert cli.main(["convert", "keras→tfserving", str(cnn_file), "-o", str(tmp_path), *args, "-q"]) == 2
+    assert why in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
 def test_a_warmup_that_does_not_fit_the_signature_fails_the_check(keras_serving, cnn_file, tmp_path, capsys):
     """`convhub check` on a base path replays its latest version's warmup: a record feeding an
     input the signature does not take fails the check, as it would fail the server's load."""
