@@ -40,6 +40,8 @@ EXAMPLES = {
     "matrix": ["convhub matrix models/ --markdown compat.md --json-file compat.json",
                "convhub matrix a.keras net.py:model --to tflite --modes float32,int8"],
     "demo": ["convhub demo", "convhub demo --out demo/ --json"],
+    "inspect": ["convhub inspect model.onnx", "convhub inspect out/ --json",
+                "convhub inspect serving/model"],
     "completion": ['eval "$(convhub completion bash)"     # in ~/.bashrc',
                    'eval "$(convhub completion zsh)"      # in ~/.zshrc',
                    "convhub completion fish > ~/.config/fish/completions/convhub.fish"],
@@ -157,6 +159,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     g.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
     g.add_argument("--keep-failed", action="store_true", help="write the output even when the check fails")
     g.add_argument("--report", metavar="HTML", help="write a self-contained HTML report of the check")
+    _deploy_flags(g)
     _execution_flags(p)
     _plugin_flags(p, options or [])
     g = p.add_argument_group("outputs")
@@ -176,6 +179,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("--atol", type=float, help="absolute tolerance (default: by each artifact's precision)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: by each artifact's precision)")
     p.add_argument("--report", metavar="HTML", help="write a self-contained HTML report")
+    _deploy_flags(p)
     _plugin_flags(p, [o for o in options or [] if o.key in source_keys])
     _execution_flags(p)
 
@@ -217,6 +221,13 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--out", help="keep the converted models in this directory")
 
+    p = command("inspect", "describe artifacts: inputs and outputs, size, weights, operators, provenance",
+                "Describe artifacts (or a folder of outputs, each of its artifacts): inputs and outputs,"
+                " size and parameters, the precision of the weights, operators, and where each came from."
+                " Imports only what each format needs.")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifacts or folders of them")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     p = command("completion", "print the shell completion script for bash, zsh or fish",
                 "Print a script that completes convhub's commands, flags and the installed formats.")
     p.add_argument("shell", choices=SHELLS)
@@ -252,6 +263,13 @@ def _plugin_flags(p: argparse.ArgumentParser, options: Sequence[Any]) -> None:
             continue
         metavar = "{" + ",".join(option.choices) + "}" if option.choices else option.type.upper()
         g.add_argument(option.flag, dest=dest, metavar=metavar, help=text)
+
+
+def _deploy_flags(g: Any) -> None:
+    g.add_argument("--benchmark", action="store_true",
+                   help="also measure each artifact's latency in its own runtime, and the source's")
+    g.add_argument("--save-io", metavar="NPZ",
+                   help="write the check's inputs and the source's outputs on them to NPZ (replay with --inputs)")
 
 
 def _execution_flags(p: argparse.ArgumentParser) -> None:
@@ -406,7 +424,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     with _feedback(args) as progress:
         result = check(args.reference, args.candidates, source=args.source, seed=args.seed, inputs=args.inputs,
                        atol=args.atol, rtol=args.rtol, options=options, jobs=args.jobs, timeout=args.timeout,
-                       progress=progress)
+                       progress=progress, benchmark=args.benchmark, save_io=args.save_io)
         if args.report:
             from convhub import report
 
@@ -492,7 +510,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             model, names, outputs, source=source, force=args.force, check=args.check, seed=args.seed,
             inputs=args.inputs, atol=args.atol, rtol=args.rtol, keep_failed=args.keep_failed,
             keep_intermediates=args.keep_intermediates, options=options, jobs=args.jobs, timeout=args.timeout,
-            progress=progress, via=args.via,
+            progress=progress, via=args.via, benchmark=args.benchmark, save_io=args.save_io,
         )
         if args.report:
             from convhub import report
@@ -585,6 +603,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return demo.main(out=args.out, as_json=args.json, progress=progress)
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from convhub import inspection
+    from convhub.plugins import default_registry
+
+    entries = inspection.inspect_paths(args.artifacts, default_registry())
+    ok = not any(e.get("error") for e in entries)
+    _emit(args, {"ok": ok, "artifacts": entries}, lambda: [inspection.renderable(entries)])
+    return 0 if ok else 1
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     """The shell's completion script; it calls `convhub` back (with _ARGCOMPLETE set) at each
     Tab, so the formats offered are the ones installed then."""
@@ -596,7 +624,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins,
-    "matrix": cmd_matrix, "demo": cmd_demo, "completion": cmd_completion}
+    "matrix": cmd_matrix, "demo": cmd_demo, "inspect": cmd_inspect, "completion": cmd_completion}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

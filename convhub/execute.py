@@ -20,8 +20,9 @@ from convhub.errors import ConvhubError, RuntimeMissing
 from convhub.graph import missing_modules
 from convhub.plan import Target, hops_of, is_set
 from convhub.plugins import Registry
+from convhub.provenance import Provenance
 from convhub.results import ArtifactRecord, HopKey, HopOutcome, HopStatus
-from convhub.types import Artifact, Format
+from convhub.types import Artifact, Conversion, Format
 from convhub.workers import DEFAULT_TIMEOUT, Pool, WorkerFailed
 
 Progress = Callable[[str], None]
@@ -119,13 +120,24 @@ def execute(
     rtol: float | None,
     progress: Progress,
     read_options: Mapping[str, Any] | None = None,
+    provenance: Provenance | None = None,
+    benchmark: bool = False,
+    extras: dict[str, Any] | None = None,
 ) -> dict[HopKey, HopOutcome]:
     """Convert every hop once and check every artifact; returns one outcome per hop.
-    `read_options`: what the source was read with, so another worker can read it again."""
-    run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options)
+    `read_options`: what the source was read with, so another worker can read it again.
+    `provenance`: embed its record into every artifact whose format can hold one. `benchmark`:
+    measure each artifact's latency (and the source's) where it is checked. `extras`, when
+    given, receives the run's "feeds", the source's outputs on them ("expected") and the
+    source's latency ("source_latency")."""
+    run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options,
+                     provenance, benchmark)
     run.start()
     if check:
         run.judge(atol, rtol)
+    if extras is not None:
+        extras.update(feeds=run.reference.get("feeds"), expected=run.outputs.get(()),
+                      source_latency=run.reference.get("latency"))
     return run.outcomes
 
 
@@ -134,7 +146,8 @@ class _Execution:
 
     def __init__(self, registry: Registry, runtime: Runtime, source: Artifact, targets: Sequence[Target],
                  workdir: Path, check: bool, seed: int, inputs: str | None, progress: Progress,
-                 read_options: Mapping[str, Any] | None = None):
+                 read_options: Mapping[str, Any] | None = None, provenance: Provenance | None = None,
+                 benchmark: bool = False):
         self.registry, self.runtime, self.source, self.workdir = registry, runtime, source, workdir
         self.check, self.seed, self.inputs, self.progress = check, seed, inputs, progress
         self.hops = hops_of(targets)
@@ -150,6 +163,9 @@ class _Execution:
         self.check_seconds: dict[HopKey, float] = {}  # each artifact's run in its runtime, wall time
         self.destinations: dict[HopKey, Path] = {}
         self.read_options = dict(read_options or {})
+        self.provenance, self.benchmark = provenance, benchmark
+        self.latency: dict[HopKey, dict[str, Any]] = {}
+        self.unfinished: set[HopKey] = set()  # artifacts whose examples are not written yet (no check before)
         # Quantized artifacts are judged by agreement too, which needs more rows than a float check.
         quantizing = any(is_set(t.options.get(k)) for t in targets for hop in t.route.hops for k in hop.lossy_options)
         self.batch = parity.QUANTIZED_BATCH if quantizing else parity.DEFAULT_BATCH
@@ -213,23 +229,24 @@ class _Execution:
         self.progress(f"running the source ({self.source.format}, {runner.name})")
         source = self.source
         args = (runner, source if source.in_memory else tasks.portable(source),
-                self.source_to_read(), self.seed, self.inputs, self.batch)
+                self.source_to_read(), self.seed, self.inputs, self.batch, self.benchmark)
         self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env)
 
     def reference_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         name = self.runners[()]
         try:
-            self.reference["specs"], self.reference["feeds"], self.outputs[()] = future.result()
+            (self.reference["specs"], self.reference["feeds"], self.outputs[()],
+             self.reference["latency"]) = future.result()
         except RuntimeMissing as exc:
             self.reference["why"] = f"not checked: the source's runner {name!r} cannot run here: {exc}"
-            return
         except ConvhubError as exc:
             if exc.exit_code == 2:
                 raise  # the user's --inputs do not fit the model: their mistake, exit 2
             self.reference["why"] = f"not checked: the source model could not be run: {exc}"
-            return
-        for done, outcome in self.outcomes.items():
-            if outcome.status is HopStatus.CONVERTED:
+        for done, outcome in list(self.outcomes.items()):
+            if outcome.status is HopStatus.CONVERTED and done in self.unfinished:
+                self.submit_examples(done)
+            elif outcome.status is HopStatus.CONVERTED and "feeds" in self.reference:
                 self.submit_check(done)
 
     # Hops.
@@ -240,8 +257,11 @@ class _Execution:
         self.destinations[key] = self.workdir / f"{len(self.destinations) + 1}-{hop.edge.target}{suffix}"
         self.started[key] = time.perf_counter()
         self.progress(f"converting {hop.edge.source} → {hop.edge.target} ({hop.edge.plugin})")
+        fmt = self.registry.formats[hop.edge.target]
+        embed = (fmt.embed, self.provenance.record(self.edges_to(key), hop.options)) if (
+            self.provenance is not None and fmt.embed is not None) else None
         args = (hop.edge, before if before.in_memory else tasks.portable(before),
-                self.source_to_read() if hop.parent == () else None, self.destinations[key], dict(hop.options))
+                self.source_to_read() if hop.parent == () else None, self.destinations[key], dict(hop.options), embed)
         self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env)
 
     def hop_done(self, key: HopKey, future: cf.Future[Any]) -> None:
@@ -264,6 +284,47 @@ class _Execution:
         self.outcomes[key] = HopOutcome(key, edge, HopStatus.CONVERTED, artifact, record)
         for child in self.children.get(key, []):
             self.submit_hop(child)
+        if self.registry.formats[edge.target].examples is not None:
+            self.unfinished.add(key)
+            if not self.check or "feeds" in self.reference or "why" in self.reference:
+                self.submit_examples(key)
+        elif self.check and "feeds" in self.reference:
+            self.submit_check(key)
+
+    def edges_to(self, key: HopKey) -> list[Conversion]:
+        """The conversions from the source to this hop's artifact."""
+        return [self.hops[key[:i]].edge for i in range(1, len(key) + 1)]
+
+    # Examples: the parity inputs written into an artifact that carries them (TF Serving's warmup
+    # requests), before its check, so the check runs on what is published.
+    def submit_examples(self, key: HopKey) -> None:
+        artifact = self.artifact_of(key)
+        write = self.registry.formats[artifact.format].examples
+        assert write is not None
+        feeds, specs = self.reference.get("feeds"), self.reference.get("specs")
+        if feeds is None:  # the check is off: the inputs it would have used
+            specs = list(self.source.facts.get("inputs") or [])
+            feeds = parity.load_inputs(self.inputs, specs) if self.inputs else parity.make_inputs(
+                specs, self.seed, self.batch, ranges=self.source.facts.get("input_ranges"))
+        self.progress(f"writing example requests into the {artifact.format} artifact")
+        runner = self.registry.runner(artifact.format)
+        args = (write, artifact, feeds, specs, self.outputs.get(()))
+        self.submit("examples", key, tasks.write_examples, args, local=False,
+                    env=runner.env if runner is not None else self.hops[key].edge.env)
+
+    def examples_done(self, key: HopKey, future: cf.Future[Any]) -> None:
+        self.unfinished.discard(key)
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - the artifact is incomplete without them
+            self.outcomes[key].status = HopStatus.FAILED
+            self.outcomes[key].error = failure(f"writing examples into the {self.artifact_of(key).format} artifact",
+                                               exc, "its plugin")
+            self.skip_below(key, self.outcomes[key].error)
+            return
+        record = self.outcomes[key].record
+        if record is not None:
+            record.bytes = size_of(self.destinations[key])  # with what the examples added
         if self.check and "feeds" in self.reference:
             self.submit_check(key)
 
@@ -295,7 +356,7 @@ class _Execution:
             return
         self.runners[key] = runner.name
         self.progress(f"checking {artifact.format} with {runner.name}")
-        args = (runner, artifact, self.reference["feeds"], self.reference["specs"])
+        args = (runner, artifact, self.reference["feeds"], self.reference["specs"], self.benchmark)
         self.check_seconds[key] = time.perf_counter()
         self.submit("check", key, tasks.run_candidate, args, local=False, env=runner.env)
 
@@ -303,7 +364,9 @@ class _Execution:
         artifact, name = self.artifact_of(key), self.runners[key]
         self.check_seconds[key] = time.perf_counter() - self.check_seconds[key]
         try:
-            self.outputs[key], self.runners[key] = future.result()
+            self.outputs[key], self.runners[key], latency = future.result()
+            if latency is not None:
+                self.latency[key] = latency
         except RuntimeMissing as exc:
             self.outcomes[key].check = parity.ParityEntry(artifact.format, False, False, name, reason=f"not checked: {exc}")
         except Exception as exc:  # noqa: BLE001 - a produced artifact its runtime rejects is a failure
@@ -330,3 +393,4 @@ class _Execution:
             outcome.check = parity.judge(artifact.format, self.runners[key], self.outputs[()], self.outputs[key],
                                          tol, previous)
             outcome.check.seconds = self.check_seconds.get(key)
+            outcome.check.latency = self.latency.get(key)

@@ -194,7 +194,8 @@ def read_npz(path: str | os.PathLike[str], flag: str = "--inputs") -> dict[str, 
             raise InputError(f"{path}: array {name!r} is {value.dtype}, not numeric")
         if value.size == 0:
             raise InputError(f"{path}: array {name!r} has shape {value.shape}: no values to check on")
-        if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
+        # (--save-io keeps the source's outputs beside the inputs, under expected/: those may be NaN)
+        if np.issubdtype(value.dtype, np.inexact) and not name.startswith("expected/") and not np.isfinite(value).all():
             bad = int((~np.isfinite(value)).sum())
             raise InputError(f"{path}: array {name!r} holds {bad} NaN or infinite values; inputs must be finite")
     return arrays
@@ -427,6 +428,7 @@ class ParityEntry:
     vs_previous: list[OutputDiff] = field(default_factory=list)
     reason: str = ""
     seconds: float | None = None  # the artifact's run in its runtime (wall time, loading included)
+    latency: dict[str, Any] | None = None  # --benchmark: its latency in that runtime (convhub.benchmark)
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -470,6 +472,7 @@ class ParityEntry:
             "tolerance": self.tolerance.to_json() if self.tolerance else None,
             "criterion": self.criterion,
             "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "latency": self.latency,
             "outputs": [o.to_json() for o in self.outputs],
             "previous": self.previous or None,
             "vs_previous": [o.to_json() for o in self.vs_previous],

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union, overload
 
-from convhub import parity, plan, validate, workers  # noqa: F401 - parity is part of the API
+from convhub import deploy, parity, plan, validate, workers  # noqa: F401 - parity is part of the API
 from convhub.errors import UsageError
-from convhub.execute import Runtime, execute
+from convhub.execute import Runtime, execute, size_of
 from convhub.execute import read_source as _read_in_worker
 from convhub.graph import Route
 from convhub.plugins import Registry, default_registry
@@ -143,12 +143,16 @@ def run_many(
     registry: Registry | None = None,
     routes: Mapping[str, Route] | None = None,
     via: str | None = None,
+    benchmark: bool = False,
+    save_io: str | os.PathLike[str] | None = None,
 ) -> list[ConversionResult]:
     """Convert `model` to every target, sharing common hops, and check each artifact.
 
     `routes` forces the route to some targets instead of the router's choice (the testing kit
     uses it to put one edge under test); `via` makes every target's route pass through that
-    format. `inputs`: an .npz path or a dict of arrays keyed by input name. Raises UsageError /
+    format. `inputs`: an .npz path or a dict of arrays keyed by input name. `benchmark`: measure
+    each artifact's latency and the source's; `save_io`: an .npz to write the check's inputs and
+    the source's outputs on them to (replayable with `inputs`). Raises UsageError /
     InputError / NoRouteError before any conversion starts; conversion and parity failures are
     reported in the results.
     """
@@ -156,12 +160,14 @@ def run_many(
         return _run_many(model, targets, outputs, source=source, force=force, check=check, seed=seed,
                          inputs=inputs, atol=atol, rtol=rtol, keep_failed=keep_failed,
                          keep_intermediates=keep_intermediates, options=options, jobs=jobs, timeout=timeout,
-                         progress=progress, registry=registry, routes=routes, via=via)
+                         progress=progress, registry=registry, routes=routes, via=via, benchmark=benchmark,
+                         save_io=save_io)
     with _arrays_file(inputs) as path:
         results = _run_many(model, targets, outputs, source=source, force=force, check=check, seed=seed,
                             inputs=path, atol=atol, rtol=rtol, keep_failed=keep_failed,
                             keep_intermediates=keep_intermediates, options=options, jobs=jobs, timeout=timeout,
-                            progress=progress, registry=registry, routes=routes, via=via)
+                            progress=progress, registry=registry, routes=routes, via=via, benchmark=benchmark,
+                            save_io=save_io)
     for result in results:
         result.inputs = GIVEN_ARRAYS
     return results
@@ -217,6 +223,8 @@ def _run_many(
     registry: Registry | None,
     routes: Mapping[str, Route] | None,
     via: str | None,
+    benchmark: bool = False,
+    save_io: str | os.PathLike[str] | None = None,
 ) -> list[ConversionResult]:
     started = time.perf_counter()
     registry = registry or default_registry()
@@ -243,9 +251,12 @@ def _run_many(
     sources = _paths_in([model])
     destinations = {t: Path(dest) if (dest := outputs.get(t)) is not None else None for t in targets}
     for name, path in destinations.items():
-        if path is not None:
+        if path is not None and target_formats[name].versions is None:
             validate.suffix(path, target_formats[name], registry.formats)
             validate.destination(path, force=force, directory=target_formats[name].directory, sources=sources)
+    versions = deploy.version_folders(target_formats, destinations, options, sources)
+    deploy.check_outputs(destinations, versions, save_io, [*sources, *([Path(inputs)] if inputs is not None else [])],
+                         check=check, benchmark=benchmark)
     if keep_intermediates is not None:
         validate.destination(Path(keep_intermediates) / "probe", force=True, directory=False, sources=sources)
         Path(keep_intermediates).mkdir(parents=True, exist_ok=True)
@@ -274,10 +285,15 @@ def _run_many(
         progress(f"route: {target.route}")
 
     workdir = work_folder()
+    extras: dict[str, Any] = {}
     try:
+        # Provenance for what is published; a run that writes nothing (the matrix) skips hashing and embedding.
+        writes = keep_intermediates is not None or any(t.destination is not None for t in planned)
+        prov = deploy.provenance_of(registry, model, source_artifact, seed, inputs) if writes else None
         outcomes = execute(registry, runtime, source_artifact, planned, workdir, check=check, seed=seed,
                            inputs=str(inputs) if inputs is not None else None, atol=atol, rtol=rtol,
-                           progress=progress, read_options=options)
+                           progress=progress, read_options=options, benchmark=benchmark, extras=extras,
+                           provenance=prov)
         results = [
             result_for(t.route, [outcomes[k] for k in t.keys if k in outcomes], source_artifact, check,
                        seed if inputs is None else None, str(inputs) if inputs is not None else "random")
@@ -285,17 +301,24 @@ def _run_many(
         ]
         # Published only once every result is decided, all in one transaction.
         transaction = Transaction()
+        published = {}
         for target, result in zip(planned, results):
             final = outcomes.get(target.keys[-1]) if target.keys else None
+            deploy.add_figures(result, source_artifact, extras)
             if final is not None and final.artifact is not None and final.artifact.path is not None and (
                 target.destination is not None) and (
                 result.ok or keep_failed
             ):
-                transaction.add(final.artifact.path, target.destination, force)
-                result.output = target.destination
+                assert prov is not None  # a run with a destination writes
+                published[id(result)] = deploy.publish(transaction, final, target, force,
+                                                       versions.get(target.format), result, workdir, extras, prov)
         if keep_intermediates is not None:
             _keep(outcomes, planned, Path(keep_intermediates), transaction)
+        deploy.save_io(transaction, save_io, extras, workdir)
         transaction.commit()
+        for result in results:
+            if id(result) in published:
+                result.output = published[id(result)].destination
         for result in results:
             if result.output is not None and result.artifacts:
                 result.artifacts[-1].path = result.output
@@ -350,7 +373,8 @@ def convert(model: Any, to: str, output: str | os.PathLike[str] | None = None, *
             seed: int = 0, atol: float | None = None, rtol: float | None = None, check: bool = True,
             force: bool = False, keep_failed: bool = False, keep_intermediates: str | os.PathLike[str] | None = None,
             jobs: int | None = None, timeout: float | None = None, progress: Progress | None = None,
-            registry: Registry | None = None, **plugin_options: OptionValue) -> ConversionResult: ...
+            registry: Registry | None = None, benchmark: bool = False, save_io: str | os.PathLike[str] | None = None,
+            **plugin_options: OptionValue) -> ConversionResult: ...
 
 
 @overload
@@ -360,6 +384,7 @@ def convert(model: Any, to: Sequence[str], output: str | os.PathLike[str] | None
             check: bool = True, force: bool = False, keep_failed: bool = False,
             keep_intermediates: str | os.PathLike[str] | None = None, jobs: int | None = None,
             timeout: float | None = None, progress: Progress | None = None, registry: Registry | None = None,
+            benchmark: bool = False, save_io: str | os.PathLike[str] | None = None,
             **plugin_options: OptionValue) -> Results: ...
 
 
@@ -383,6 +408,8 @@ def convert(
     timeout: float | None = None,
     progress: Progress | None = None,
     registry: Registry | None = None,
+    benchmark: bool = False,
+    save_io: str | os.PathLike[str] | None = None,
     **plugin_options: OptionValue,
 ) -> ConversionResult | Results:
     """Convert `model` to format `to`, run the result and the source on the same inputs, and
@@ -412,6 +439,8 @@ def convert(
         jobs: worker processes at most; timeout: seconds a hop or a check may take.
         progress: called with a line for each step.
         registry: the plugins to use (default: every installed one).
+        benchmark: also measure each artifact's latency in its runtime, and the source's.
+        save_io: an .npz to write the check's inputs and the source's outputs on them to.
 
     Returns:
         A ConversionResult (`.summary()`, `.to_json()`, `.raise_for_status()`), or Results, a
@@ -444,7 +473,8 @@ def convert(
         results = Results(run_many(
             model, targets, outputs, source=source, force=force, check=check, seed=seed, inputs=inputs, atol=atol,
             rtol=rtol, keep_failed=keep_failed, keep_intermediates=keep_intermediates, options=options, jobs=jobs,
-            timeout=timeout, progress=progress or _quiet, registry=registry, via=via))
+            timeout=timeout, progress=progress or _quiet, registry=registry, via=via, benchmark=benchmark,
+            save_io=save_io))
     except BaseException:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
@@ -457,7 +487,7 @@ def convert(
 
 # convert()'s own parameters: a keyword argument that is none of them must be a plugin option.
 _PARAMETERS = ("source", "via", "options", "inputs", "seed", "atol", "rtol", "check", "force", "keep_failed",
-               "keep_intermediates", "jobs", "timeout", "progress", "registry")
+               "keep_intermediates", "jobs", "timeout", "progress", "registry", "benchmark", "save_io")
 
 
 def _keyword_options(registry: Registry, given: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
@@ -490,8 +520,12 @@ def check(
     timeout: float | None = None,
     progress: Progress = _quiet,
     registry: Registry | None = None,
+    benchmark: bool = False,
+    save_io: str | os.PathLike[str] | None = None,
 ) -> CheckResult:
-    """Run a reference and candidate artifacts (paths or models) on the same inputs and compare."""
+    """Run a reference and candidate artifacts (paths or models) on the same inputs and compare.
+    `benchmark`: measure the latency of each in its runtime; `save_io`: write the inputs and the
+    reference's outputs on them to this .npz."""
     started = time.perf_counter()
     registry = registry or default_registry()
     if not candidates:
@@ -503,6 +537,7 @@ def check(
         parity.read_npz(inputs)
     reference = _as_source(reference)
     candidates = [_as_source(c) for c in candidates]
+    deploy.check_outputs({}, {}, save_io, _paths_in([reference, *candidates]))
     runtime = Runtime(workers.shared_pool(jobs), timeout)
     progress(f"reading {describe(reference)}")
     ref = _read_in_worker(registry, runtime, reference, _source_format(registry, reference, source), options or {},
@@ -512,24 +547,39 @@ def check(
         progress(f"reading {describe(candidate)}")
         read.append(_read_in_worker(registry, runtime, candidate, _source_format(registry, candidate, None), options or {},
                                     progress=progress))
-    entries = _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress, options or {})
+    extras: dict[str, Any] = {}
+    entries = _check_artifacts(registry, runtime, ref, read, seed, inputs, atol, rtol, progress, options or {},
+                               benchmark, extras)
+    if save_io is not None:
+        workdir = work_folder()
+        try:
+            transaction = Transaction()
+            if deploy.save_io(transaction, save_io, extras, workdir):
+                transaction.commit()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     return CheckResult(
         ref, entries, read,
         seed=seed if inputs is None else None, inputs=str(inputs) if inputs is not None else "random",
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, source_latency=extras.get("source_latency"),
+        source_bytes=size_of(ref.path) if ref.path is not None and ref.path.exists() else None,
     )
 
 
 def _check_artifacts(registry: Registry, runtime: Runtime, ref: Artifact, read: list[Artifact], seed: int,
                      inputs: str | os.PathLike[str] | None, atol: float | None, rtol: float | None,
-                     progress: Progress, read_options: Mapping[str, Any]) -> list[parity.ParityEntry]:
+                     progress: Progress, read_options: Mapping[str, Any], benchmark: bool = False,
+                     extras: dict[str, Any] | None = None) -> list[parity.ParityEntry]:
     """The checks of `convhub check`: each candidate is checked as if a hop had written it."""
     from convhub.execute import _Execution
 
     run = _Execution(registry, runtime, ref, [], Path(tempfile.gettempdir()), True, seed,
-                     str(inputs) if inputs is not None else None, progress, read_options)
+                     str(inputs) if inputs is not None else None, progress, read_options, benchmark=benchmark)
     keys = [run.add_built(f"candidate-{i}", artifact) for i, artifact in enumerate(read)]
     run.start()
     run.judge(atol, rtol)
+    if extras is not None:
+        extras.update(feeds=run.reference.get("feeds"), expected=run.outputs.get(()),
+                      source_latency=run.reference.get("latency"))
     checks = [run.outcomes[key].check for key in keys]
     return [c for c in checks if c is not None]  # judge() decided every one

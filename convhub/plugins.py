@@ -25,7 +25,7 @@ from convhub.graph import RouteGraph
 from convhub.types import Conversion, Format, Option, Runner
 
 ENTRY_POINT_GROUP = "convhub"
-BUILTIN_PLUGINS = ("tensorflow", "tflite", "jax", "onnx", "tfjs")  # loaded first: they win name clashes
+BUILTIN_PLUGINS = ("tensorflow", "tflite", "jax", "onnx", "tfjs", "tfserving")  # loaded first: they win name clashes
 hookimpl = pluggy.HookimplMarker("convhub")
 
 

@@ -5,11 +5,19 @@ the final step is a rename); a copy that fails (a full disk, a read-only folder)
 staged copy and leaves every destination as it was. Then each destination is renamed into
 place, keeping what --force replaces until all are in; a failure or a signal then puts back
 what was there. Ctrl-C and SIGTERM wait for the renames (milliseconds), then roll them back.
+
+Two kinds of outputs go with the others: a sidecar (NAME.convhub.json), named after the output
+it sits beside once that one's name is final; and a version (a TF Serving model base path):
+a new numbered folder inside a folder of versions, never replacing one. Its number is chosen
+while holding a lock on that folder (flock), so two runs adding versions to one base path at
+once get one number each; and it appears whole, by one rename, so a server that polls the base
+path never sees a half-written version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -21,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from convhub.errors import ConvhubError, UsageError
+from convhub.provenance import sidecar_path
 
 STAGING = ".convhub-staging-"
 
@@ -34,11 +43,13 @@ class PublishError(ConvhubError):
 @dataclass
 class _Output:
     built: Path
-    destination: Path
+    destination: Path  # of a version: a placeholder inside its folder until the number is chosen
     replace: bool  # --force: an existing destination may be replaced
     staging: Path | None = None
     backup: Path | None = None
     committed: bool = False
+    versions: tuple[Path, int | None] | None = None  # a version: (the folder of versions, the number asked)
+    beside: _Output | None = None  # a sidecar: named after this output once it is in place
 
     @property
     def staged(self) -> Path:
@@ -49,20 +60,39 @@ class _Output:
 class Transaction:
     def __init__(self) -> None:
         self.outputs: list[_Output] = []
+        self.locks: list[int] = []
 
-    def add(self, built: Path, destination: Path, replace: bool) -> None:
-        self.outputs.append(_Output(Path(built), Path(destination), replace))
+    def add(self, built: Path, destination: Path, replace: bool, sidecar: Path | None = None) -> _Output:
+        """`built` at `destination`; `sidecar`, a file, beside it (replacing an older one)."""
+        out = _Output(Path(built), Path(destination), replace)
+        self._add(out, sidecar)
+        return out
+
+    def add_version(self, built: Path, folder: Path, version: int | None, sidecar: Path | None = None) -> _Output:
+        """`built` as a new version inside `folder`: number `version`, which must not exist yet,
+        or (None) the next after the highest there. Its `.destination` is final after commit()."""
+        out = _Output(Path(built), Path(folder) / ".convhub-new-version", False, versions=(Path(folder), version))
+        self._add(out, sidecar)
+        return out
+
+    def _add(self, out: _Output, sidecar: Path | None) -> None:
+        self.outputs.append(out)
+        if sidecar is not None:
+            self.outputs.append(_Output(Path(sidecar), sidecar_path(out.destination), True, beside=out))
 
     def commit(self) -> None:
         """Stage every output, then move them all into place; on any failure, none changes."""
         if not self.outputs:
             return
         self._each(self._stage, undo=self._discard)
-        with deferred_signals() as pending:
-            self._each(self._move_into_place, undo=self._roll_back)
-            if pending:
-                self._roll_back()  # the signal is raised when the block ends
-                return
+        try:
+            with deferred_signals() as pending:
+                self._each(self._move_into_place, undo=self._roll_back)
+                if pending:
+                    self._roll_back()  # the signal is raised when the block ends
+                    return
+        finally:
+            self._unlock()
         self._discard()  # what --force replaced, and the staging folders
 
     def _each(self, step: Callable[[_Output], None], undo: Callable[[], None]) -> None:
@@ -88,6 +118,10 @@ class Transaction:
             shutil.copy2(out.built, out.staged)
 
     def _move_into_place(self, out: _Output) -> None:
+        if out.versions is not None:
+            out.destination = self._claim_version(*out.versions)
+        elif out.beside is not None:
+            out.destination = sidecar_path(out.beside.destination)
         dest = out.destination
         if os.path.lexists(dest):
             if not out.replace:  # re-checked: something may have appeared meanwhile
@@ -96,6 +130,23 @@ class Transaction:
             os.rename(dest, out.backup)
         os.rename(out.staged, dest)
         out.committed = True
+
+    def _claim_version(self, folder: Path, asked: int | None) -> Path:
+        """The path of the new version, chosen under the folder's lock (held until the commit ends)."""
+        fd = os.open(folder, os.O_RDONLY)
+        self.locks.append(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if asked is None:
+            return folder / str(next_version(folder))
+        if os.path.lexists(folder / str(asked)):
+            raise UsageError(f"version {asked} exists in {folder}; a version is never replaced",
+                             hint=f"leave out --version to add version {next_version(folder)}")
+        return folder / str(asked)
+
+    def _unlock(self) -> None:
+        for fd in self.locks:
+            os.close(fd)  # closing releases the flock
+        self.locks = []
 
     def _roll_back(self) -> None:
         for out in reversed(self.outputs):
@@ -111,6 +162,19 @@ class Transaction:
         for out in self.outputs:
             if out.staging is not None:
                 shutil.rmtree(out.staging, ignore_errors=True)
+
+
+def versions_in(folder: Path) -> list[int]:
+    """The version numbers in a folder of versions: its entries named by a whole number."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(n) for n in names if n.isascii() and n.isdigit())
+
+
+def next_version(folder: Path) -> int:
+    return max(versions_in(folder), default=0) + 1
 
 
 def _why(exc: OSError) -> str:

@@ -18,6 +18,8 @@ th{background:#f6f6f6} td:first-child,th:first-child{text-align:left}
 .ok{color:#17803d;font-weight:600} .weak{color:#9a6700;font-weight:600} .bad{color:#b3261e;font-weight:600} .muted{color:#777}
 .route{font-size:1.1em;font-family:monospace} .plots{display:flex;flex-wrap:wrap;gap:16px}
 figure{margin:0} figcaption{font-size:12px;color:#555}
+table.summary{font-size:1.05em} table.summary td{padding:5px 12px} ul.notes li{margin:.2em 0}
+td.l,th.l{text-align:left}
 """
 
 
@@ -91,8 +93,16 @@ def _entry_section(entry: ParityEntry) -> str:
 
 
 def render(results: Sequence[Any], labels: Sequence[str] | None = None) -> str:
-    """The page; `labels` (one per result) prefix the section titles, e.g. the demo's example names."""
-    sections = []
+    """The page, for people first: one summary table, the latency chart (--benchmark), the notes
+    that change how to read the figures, the tolerance each artifact was held to and why, the
+    provenance and versions; then each artifact's figures and error histograms, an artifact
+    that several routes share (the SavedModel on the way to TFLite, ONNX and TF.js) once.
+    `labels` (one per result) prefix the titles, e.g. the demo's example names."""
+    from convhub import report_summary
+
+    sections = [report_summary.summary_table(results, labels), report_summary.latency_chart(results),
+                report_summary.notes(results), report_summary.tolerances(results), report_summary.provenance(results)]
+    seen: set[int] = set()
     for i, r in enumerate(results):
         status = '<span class="ok">ok</span>' if r.ok else '<span class="bad">FAILED</span>'
         inputs = f"seeded random inputs (seed {r.seed})" if r.seed is not None else f"inputs from {html.escape(r.inputs)}"
@@ -104,14 +114,19 @@ def render(results: Sequence[Any], labels: Sequence[str] | None = None) -> str:
             route = "reference: " + str(r.reference.path) + " · " + ", ".join(str(c.path) for c in r.candidates)
         if labels:
             title = f"{labels[i]}: {title}"
+        entries = [e for e in r.parity if id(e) not in seen]
+        shared = [e.format for e in r.parity if id(e) in seen]
+        seen.update(id(e) for e in r.parity)
         sections.append(
             f"<h2>{html.escape(title)} {status}</h2><p class=\"route\">{html.escape(route)}</p>"
             f"<p>Checked on {inputs}. {html.escape(r.error)}</p>"
-            + "".join(_entry_section(e) for e in r.parity)
+            + (f'<p class="muted">{html.escape(", ".join(shared))}: shown above (shared with another route)</p>'
+               if shared else "")
+            + "".join(_entry_section(e) for e in entries)
         )
     return (
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>convhub parity report</title>"
-        f"<style>{CSS}</style></head><body><h1>convhub parity report</h1>" + "".join(sections) + "</body></html>"
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>convhub report</title>"
+        f"<style>{CSS}</style></head><body><h1>convhub report</h1>" + "".join(sections) + "</body></html>"
     )
 
 

@@ -101,6 +101,9 @@ class ConversionResult:
     error: str = ""
     failed_hop: bool = False  # a converter failed (ConversionError), rather than the check (ParityError)
     seconds: float = 0.0
+    provenance: dict[str, Any] | None = None  # the published output's record (its sidecar, convhub.provenance)
+    source_bytes: int | None = None  # the source's size on disk, when it is a file or folder
+    source_latency: dict[str, Any] | None = None  # --benchmark: the source's latency in its own runtime
 
     @property
     def ok(self) -> bool:
@@ -159,6 +162,9 @@ class ConversionResult:
             "facts": jsonable(self.facts),
             "error": self.error or None,
             "seconds": round(self.seconds, 3),
+            "source_bytes": self.source_bytes,
+            "source_latency": self.source_latency,
+            "provenance": jsonable(self.provenance),
         }
 
 
@@ -251,6 +257,8 @@ class CheckResult:
     seed: int | None = 0
     inputs: str = "random"
     seconds: float = 0.0
+    source_latency: dict[str, Any] | None = None  # --benchmark: the reference's latency in its own runtime
+    source_bytes: int | None = None  # the reference's size on disk, when it is a file or folder
 
     @property
     def ok(self) -> bool:
@@ -274,4 +282,6 @@ class CheckResult:
             "facts": jsonable(self.reference.facts),
             "error": self.error or None,
             "seconds": round(self.seconds, 3),
+            "source_latency": self.source_latency,
+            "source_bytes": self.source_bytes,
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any, Sequence
 
+from convhub import benchmark
 from convhub.table import Column, human_bytes, number
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def renderable(results: Sequence[ConversionResult]) -> Group:
     ok = all(r.ok for r in results)
     parts: list[Any] = [Text(line, style="bold") for line in routes(results)]
     parts.append(table(COLUMNS, rows(results)))
+    parts += benchmark.renderables(results)  # with --benchmark
     parts += [Text(line, style=style) for style, line in notes(results)]
     parts.append(Text(parity_inputs(results), style="dim"))
     parts.append(Text(verdict(results, seconds), style="bold green" if ok else "bold red"))
@@ -154,6 +156,7 @@ def check_renderable(result: CheckResult) -> Group:
     parts += [Text(f"{c.path} met: {p.criterion}", style="dim") for c, p in zip(result.candidates, result.parity)
               if p.checked and p.passed and p.criterion]
     parts += [Text(f"weak evidence: {w}", style="yellow") for p in result.parity for w in p.weak_evidence]
+    parts += benchmark.renderables([result])  # with --benchmark
     n, good = len(result.parity), sum(p.checked and p.passed for p in result.parity)
     parts.append(Text(f"{good}/{n} artifacts match in {result.seconds:.1f} s" if result.ok
                       else f"FAILED: {good}/{n} artifacts match: {result.error}", style="bold green" if result.ok else "bold red"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from convhub.errors import ConversionError, ConvhubError, InputError, UsageError
 from convhub.types import Artifact, Conversion, Format, Runner, TensorSpec
@@ -121,10 +121,13 @@ def materialize(artifact: Artifact, fmt: Format | None, read_options: Mapping[st
 
 
 def convert(edge: Conversion, artifact: Artifact, source: tuple[Format, Mapping[str, Any]] | None,
-            destination: Path, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+            destination: Path, options: Mapping[str, Any],
+            embed: tuple[Callable[[Path, Mapping[str, Any]], None], Mapping[str, Any]] | None = None,
+            ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run one hop; returns the facts it reported and its seconds: the converter's own
     (its `convert` call alone) and reading the source into this worker (0 for later hops). A hop that wrote nothing
-    has failed. `source`: the source's format and reading options when this hop starts from it."""
+    has failed. `source`: the source's format and reading options when this hop starts from it.
+    `embed`: the target format's embed() and the provenance record it writes into the artifact."""
     import time
 
     started = time.perf_counter()
@@ -138,28 +141,63 @@ def convert(edge: Conversion, artifact: Artifact, source: tuple[Format, Mapping[
         raise ConversionError(f"it returned a {type(returned).__name__}, not a dict of facts or None")
     if not destination.exists():
         raise ConversionError(f"the converter wrote nothing at {destination.name}")
+    if embed is not None:
+        write, record = embed
+        try:
+            write(destination, record)
+        except Exception as exc:  # noqa: BLE001 - the plugin's embed(), told in one line
+            raise ConversionError(f"embedding the provenance record failed: {first_line(exc)}") from exc
     return dict(returned or {}), {"converter": seconds, "read": read}
 
 
 def run_reference(runner: Runner, artifact: Artifact, source: tuple[Format, Mapping[str, Any]], seed: int,
-                  inputs: str | None, batch: int | None = None) -> tuple[list[TensorSpec], dict[str, Any], dict[str, Any]]:
+                  inputs: str | None, batch: int | None = None, benchmark: bool = False,
+                  ) -> tuple[list[TensorSpec], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """Run the source on seeded inputs (`batch` rows, integers in the ranges the source's facts
-    give) or on the user's .npz: (its input specs, the feeds, the outputs)."""
+    give) or on the user's .npz: (its input specs, the feeds, the outputs, its latency when
+    `benchmark`)."""
     from convhub import parity
 
     session = runner.load(materialize(artifact, *source))
     specs = list(session.inputs)
     feeds = parity.load_inputs(inputs, specs) if inputs is not None else parity.make_inputs(
         specs, seed, batch or parity.DEFAULT_BATCH, ranges=artifact.facts.get("input_ranges"))
-    return specs, feeds, dict(session.run(feeds))
+    outputs = dict(session.run(feeds))
+    return specs, feeds, outputs, _latency(session, feeds, runner.name) if benchmark else None
 
 
-def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec]) -> tuple[dict[str, Any], str]:
-    """Run an artifact on the source's inputs, re-keyed by its own input names: its outputs, and
-    the runtime that ran it (a session's `runtime` when the runner chose one, e.g. TensorFlow's
-    interpreter for a .tflite with Flex ops; else the runner's name)."""
+def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec],
+                  benchmark: bool = False) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """Run an artifact on the source's inputs, re-keyed by its own input names: its outputs, the
+    runtime that ran it (a session's `runtime` when the runner chose one, e.g. TensorFlow's
+    interpreter for a .tflite with Flex ops; else the runner's name), and its latency when
+    `benchmark`."""
     from convhub import parity
 
     session = runner.load(artifact)
-    outputs = dict(session.run(parity.match_feeds(feeds, source_specs, session.inputs)))
-    return outputs, str(getattr(session, "runtime", None) or runner.name)
+    own = parity.match_feeds(feeds, source_specs, session.inputs)
+    outputs = dict(session.run(own))
+    runtime = str(getattr(session, "runtime", None) or runner.name)
+    return outputs, runtime, _latency(session, own, runtime) if benchmark else None
+
+
+def _latency(session: Any, feeds: Mapping[str, Any], runtime: str) -> dict[str, Any]:
+    from convhub import benchmark
+
+    return benchmark.measure(session, feeds, runtime)
+
+
+def write_examples(write: Callable[[Path, Mapping[str, Any], Mapping[str, Any] | None], None], artifact: Artifact,
+                   feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec], expected: Mapping[str, Any] | None,
+                   ) -> None:
+    """A format's examples(): the parity inputs, keyed by the artifact's own input names when
+    its facts give them, written into the artifact before its check."""
+    from convhub import parity
+
+    own = artifact.facts.get("inputs") or source_specs
+    try:
+        feeds = parity.match_feeds(feeds, source_specs, own)
+    except ValueError:
+        pass  # the names the source gave; the check says what does not fit
+    assert artifact.path is not None, "examples are written into a file or folder"
+    write(artifact.path, feeds, expected)

@@ -97,6 +97,21 @@ class Format:
               model that has none.
     aliases:  other names users write for it ("tf.js", "saved_model"); names are matched
               case-insensitively, so only spellings, not capitalisations, need an alias.
+    embed:    embed(path, record) writes convhub's provenance record (a JSON-able dict) into an
+              artifact of this format in place, where the format has room for it (ONNX
+              metadata_props, TFLite metadata...); run in the hop's worker right after it wrote
+              the artifact, so the parity check runs on the final bytes.
+    examples: examples(path, inputs, expected) writes the parity inputs (and the source's outputs
+              on them, None when the check is off) into the artifact (TF Serving's warmup
+              requests); run in a worker once the inputs are known, before the artifact's check.
+    inspect:  inspect(path) describes an artifact for `convhub inspect`: a dict with "inputs" and
+              "outputs" (TensorSpec lists), "parameters", "precision" ({dtype: share of the
+              weights}), "operators" ({op: count}), "provenance" (the embedded record or None)
+              and anything else worth a line; it imports only what this format needs.
+    versions: for a format published as numbered versions (a TF Serving model base path):
+              versions(output, options) gives the folder that holds the versions and the version
+              asked for (None: the next after the highest there). Each run's artifact becomes a
+              new version folder in it; a version that exists is never replaced or touched.
     """
 
     name: str
@@ -111,6 +126,10 @@ class Format:
     env: Mapping[str, str] = field(default_factory=dict)
     modes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    embed: Callable[[Path, Mapping[str, Any]], None] | None = None
+    examples: Callable[[Path, Mapping[str, Any], Mapping[str, Any] | None], None] | None = None
+    inspect: Callable[[Path], Mapping[str, Any]] | None = None
+    versions: Callable[[Path, Mapping[str, Any]], tuple[Path, int | None]] | None = None
 
     def __post_init__(self) -> None:
         _check_name("format", self.name)
@@ -179,6 +198,9 @@ class Runner:
     """Runs artifacts of one format, for the parity check.
 
     load(artifact) returns a Session. `requires` and `env` as for Conversion.
+    versions() returns the versions of what it runs with that is no Python distribution (a
+    Node.js package, the node binary), {name: version}, for the provenance record; Python
+    distributions are found from `requires`.
     """
 
     format: str
@@ -187,6 +209,7 @@ class Runner:
     name: str = ""
     plugin: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    versions: Callable[[], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         _check_name("format", self.format)

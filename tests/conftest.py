@@ -46,6 +46,22 @@ def assert_schema(payload: dict) -> dict:
     return payload
 
 
+CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
+
+
+def screenshot(page: Path, png: Path, size: str = "1200,1400") -> Path:
+    """A PNG of an HTML page as headless Chromium renders it (skips the test without Chromium)."""
+    if CHROMIUM is None:
+        pytest.skip("no Chromium to screenshot the report (apt-get install chromium; .ci/run does)")
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={png.parent / 'chromium-profile'}",
+         f"--screenshot={png}", f"--window-size={size}", page.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    return png
+
+
 def build_cnn(seed: int = 1):
     """Convolution, non-linearity and dense layers, with a dynamic batch dim."""
     import keras

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import subprocess
 import tempfile
 
 import numpy as np
@@ -12,9 +11,8 @@ import convhub
 from convhub import cli, hookimpl, parity, pipeline, report
 from convhub.plugins import Registry, plugin_manager
 from convhub.types import Conversion, Format
-from conftest import build_cnn
+from conftest import build_cnn, screenshot
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +102,7 @@ def test_html_report_is_self_contained_and_shows_the_plots(artifacts, tmp_path):
     page = report.write([result], tmp_path / "report.html").read_text()
     assert "<svg" in page and page.count("<rect") > 10 and "drifted.tflite" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in page
-    if CHROMIUM is None:
-        pytest.skip("no Chromium to screenshot the report (apt-get install chromium; .ci/run does)")
-    png = tmp_path / "report.png"
-    subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={png}", "--window-size=1200,1400", (tmp_path / "report.html").as_uri()],
-        check=True, capture_output=True, timeout=120,
-    )
+    png = screenshot(tmp_path / "report.html", tmp_path / "report.png")
     from PIL import Image
 
     pixels = Image.open(png).convert("RGB").getdata()

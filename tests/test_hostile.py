@@ -314,7 +314,8 @@ def test_each_broken_converter_fails_alone_and_the_healthy_target_is_written(sit
     for target, reason in CRASHES.items():
         assert results[target]["ok"] is False and results[target]["error"] == reason, results[target]["error"]
         assert results[target]["output"] is None
-    assert sorted(p.name for p in out.iterdir()) == ["model.toy"]  # toy-copy's, and nothing half-written
+    # toy-copy's and its provenance sidecar, and nothing half-written
+    assert sorted(p.name for p in out.iterdir()) == ["model.toy", "model.toy.convhub.json"]
     assert "Traceback" not in run.stderr
 
 

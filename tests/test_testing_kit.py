@@ -20,7 +20,7 @@ def test_tiny_models_exist_for_every_built_in_format(tiny_models, convhub_regist
 @pytest.mark.parametrize("edge, model", [
     ("jax->savedmodel", "jax"), ("jax->savedmodel-tf-ops", "jax"), ("keras->savedmodel", "keras"),
     ("savedmodel->tflite", "savedmodel"), ("savedmodel->onnx", "savedmodel"), ("tflite->onnx", "tflite"),
-    ("savedmodel->tfjs", "savedmodel"),
+    ("savedmodel->tfjs", "savedmodel"), ("savedmodel->tfserving", "savedmodel"),
 ])
 def test_every_built_in_edge_keeps_the_contract(convhub_registry, tiny_models, tmp_path, edge, model):
     result = assert_conversion_contract(convhub_registry, edge, tiny_models[model], directory=tmp_path)

@@ -9,7 +9,7 @@ from convhub import hookimpl
 from convhub.types import Conversion, Format, Option, Runner
 from convhub_tensorflow.frameworks import TF_ENV
 
-from convhub_onnx import onnx_model, tf2onnx_convert
+from convhub_onnx import describe, onnx_model, tf2onnx_convert
 
 TF2ONNX = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
 
@@ -25,6 +25,8 @@ def convhub_formats():
             suffix=".onnx",
             requires=("onnx", "onnxruntime"),
             modes={"float32": {}},
+            embed=describe.embed,  # metadata_props
+            inspect=describe.inspect,
         )
     ]
 

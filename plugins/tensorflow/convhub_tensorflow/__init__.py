@@ -7,7 +7,7 @@ inside the functions that need them, when a conversion or a check actually runs.
 from convhub import hookimpl
 from convhub.types import Conversion, Format, Option, Runner
 
-from convhub_tensorflow import keras_model, saved_model
+from convhub_tensorflow import describe, keras_model, saved_model
 from convhub_tensorflow.frameworks import TF_ENV
 
 
@@ -24,6 +24,7 @@ def convhub_formats():
             options=("safe_mode",),
             suffix=".keras",
             requires=("keras", "tensorflow"),
+            inspect=describe.inspect_keras,
         ),
         Format(
             "savedmodel",
@@ -35,6 +36,8 @@ def convhub_formats():
             options=("signature",),
             directory=True,
             requires=("tensorflow",),
+            embed=describe.embed,  # assets.extra/convhub.json
+            inspect=describe.inspect_saved_model,
         ),
     ]
 

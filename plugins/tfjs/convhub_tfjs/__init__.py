@@ -5,11 +5,13 @@ so the parity check exercises the runtime a TF.js model actually ships with. Fra
 imported inside functions only; the npm packages are installed on first use (see node.py).
 """
 
+import functools
+
 from convhub import hookimpl
 from convhub.types import Conversion, Format, Option, Runner
 from convhub_tensorflow.frameworks import TF_ENV
 
-from convhub_tfjs import converter, graph_model
+from convhub_tfjs import converter, describe, graph_model
 
 
 @hookimpl
@@ -22,6 +24,8 @@ def convhub_formats():
             read=graph_model.read,
             detect=graph_model.detect,
             directory=True,
+            embed=describe.embed,  # model.json's userDefinedMetadata
+            inspect=describe.inspect,
             modes={"float32": {}, "float16": {"tfjs_quantize": "float16"}, "uint8": {"tfjs_quantize": "uint8"}},
         )
     ]
@@ -46,6 +50,25 @@ def convhub_conversions():
     ]
 
 
+@functools.lru_cache(maxsize=1)
+def runtime_versions() -> dict:
+    """The npm package the runner runs (from the package.json it installs from) and Node.js's version."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    package = json.loads((Path(__file__).parent / "js" / "package.json").read_text(encoding="utf-8"))
+    found = dict(package.get("dependencies", {}))
+    node = shutil.which("node")
+    if node:
+        try:
+            found["node"] = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return found
+
+
 def load_session(artifact):
     # Imported here, so `python -m convhub_tfjs.node install` runs node.py only once.
     from convhub_tfjs import node
@@ -57,7 +80,7 @@ def load_session(artifact):
 def convhub_runners():
     # Node.js is not a Python module, so `requires` cannot say so: loading raises NodeMissing (a
     # RuntimeMissing) when `node` or `npm` is missing, and the check reports the model not checked.
-    return [Runner("tfjs", load=load_session, name="tfjs-node")]
+    return [Runner("tfjs", load=load_session, name="tfjs-node", versions=runtime_versions)]
 
 
 @hookimpl

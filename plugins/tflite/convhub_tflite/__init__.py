@@ -10,7 +10,7 @@ from convhub import hookimpl
 from convhub.types import CALIBRATION, Conversion, Format, Option, Runner
 from convhub_tensorflow.frameworks import TF_ENV
 
-from convhub_tflite import tflite
+from convhub_tflite import describe, tflite
 
 
 @hookimpl
@@ -25,6 +25,8 @@ def convhub_formats():
             options=("signature",),
             suffix=".tflite",
             requires=("ai_edge_litert",),
+            embed=describe.embed,  # an entry of the flatbuffer's metadata list
+            inspect=describe.inspect,
             modes={
                 "float32": {},
                 "float16": {"quantize": "float16"},
