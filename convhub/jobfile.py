@@ -207,8 +207,9 @@ def read_text(path: Path) -> tuple[dict[str, Any], str, tuple[str, ...]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise UsageError(f"{path}{':' + found.group(1) if found else ''}: not valid TOML: {reason}") from None
+        line = found.group(1) if found else str(len(text.splitlines())) if "end of document" in str(exc) else ""
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise UsageError(f"{path}{':' + line if line else ''}: not valid TOML: {reason}") from None
     if path.name == "pyproject.toml":
         table = data.get("tool", {}).get("convhub")
         if not isinstance(table, dict):
@@ -311,6 +312,8 @@ def _option_sets(c: _Checker, registry: Registry, table: Any, targets: Sequence[
                                   f" (targets: {', '.join(targets)})")
         options = {k: _option(c, registry, k, v, (*at, k), targets, base) for k, v in given.items()
                    if k not in _SET_TARGETS}
+        if scope is None and options and all("." in k for k in options):  # {"tflite.quantize" = ...}: tflite's
+            scope = tuple(t for t in targets if any(k.rpartition(".")[0] == t for k in options))
         sets[name] = OptionSet(name, options, scope)
     return sets
 
