@@ -200,6 +200,7 @@ def _module_origin(module_part: str) -> Path:
     return Path(spec.origin)
 
 
+@functools.lru_cache(maxsize=None)
 def _installed_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
@@ -212,9 +213,11 @@ def _is_installed(path: Path) -> bool:
 
 
 def local_modules(module: Path, packages: dict[str, str]) -> list[Path]:
-    """`module` and the Python files it imports that are not installed packages (the project's
-    own code beside it, or on sys.path), transitively; a local package counts with all its .py
-    files. The installed packages it imports go into `packages` with their versions."""
+    """`module` and the Python files it imports that no installed distribution provides (the
+    project's own code beside it or on sys.path, or an editable install's), transitively; a
+    local package counts with all its .py files. The installed distributions it imports go
+    into `packages` with their versions; the standard library, convhub and its plugins (whose
+    versions every entry checks) are left out."""
     found: dict[Path, None] = {}
     todo = [_absolute(module)]
     while todo:
@@ -227,22 +230,40 @@ def local_modules(module: Path, packages: dict[str, str]) -> list[Path]:
         except (SyntaxError, ValueError, OSError) as exc:
             raise InputError(f"{path} cannot be read as Python: {type(exc).__name__}: {exc}") from None
         for name in sorted(_imported(tree)):
+            if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+                continue
+            dist = _version_of_module(name)
+            if dist is not None and dist[0] in _covered():
+                continue
+            if dist is not None and not _editable(dist[0]):
+                packages[dist[0]] = dist[1]
+                continue
             spec = _find(name, path.parent)
-            if spec is None or spec.origin in (None, "built-in", "frozen"):
+            if spec is None or spec.origin in (None, "built-in", "frozen") or not Path(spec.origin).is_file():
                 continue
             origin = Path(spec.origin)
-            if not origin.is_file():
-                continue
-            if _is_installed(origin):
-                version = _version_of_module(name)
-                if version is not None:
-                    packages[version[0]] = version[1]
+            if dist is None and _is_installed(origin):
                 continue
             if spec.submodule_search_locations:  # a local package: all of it
                 todo += [_absolute(p) for p in sorted(origin.parent.rglob("*.py"))]
             else:
                 todo.append(_absolute(origin))
     return list(found)
+
+
+@functools.lru_cache(maxsize=None)
+def _covered() -> frozenset[str]:
+    """convhub and the plugin distributions: every entry holds their versions already."""
+    return frozenset({"convhub", *_plugin_distributions().values()})
+
+
+@functools.lru_cache(maxsize=None)
+def _editable(dist: str) -> bool:
+    """An editable install (`pip install -e`): its code is the user's working copy."""
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError, ValueError, TypeError):
+        text = importlib.metadata.distribution(dist).read_text("direct_url.json")
+        return bool(text and json.loads(text).get("dir_info", {}).get("editable"))
+    return False
 
 
 def _absolute(path: Path) -> Path:
@@ -277,9 +298,14 @@ def _distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+@functools.lru_cache(maxsize=None)
 def _version_of_module(module: str) -> tuple[str, str] | None:
-    """(distribution, version) of an installed top-level module."""
-    for dist in [*_distributions().get(module, []), module, module.replace("_", "-")]:
+    """(distribution, version) of an installed top-level module: by its own name first (cheap),
+    else by the map of every distribution's modules."""
+    for dist in (module, module.replace("_", "-")):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return dist, importlib.metadata.version(dist)
+    for dist in _distributions().get(module, []):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             return dist, importlib.metadata.version(dist)
     return None
