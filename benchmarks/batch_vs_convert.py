@@ -28,10 +28,12 @@ import psutil
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = "tflite,onnx,tfjs"
+SINGLE = [0]
 
 
 def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[str]]:
-    """Wall time and peak resident memory (the process and all its children) of a command."""
+    """Wall time and peak resident memory (the process and all its children) of a command; the
+    peak of its largest single process (a warm worker) goes into SINGLE."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
@@ -42,8 +44,9 @@ def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subproces
         root = psutil.Process(proc.pid)
         while not done.is_set():
             try:
-                total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-                peak = max(peak, total)
+                sizes = [p.memory_info().rss for p in [root, *root.children(recursive=True)]]
+                peak = max(peak, sum(sizes))
+                SINGLE[0] = max(SINGLE[0], max(sizes))
             except psutil.Error:
                 pass
             time.sleep(0.2)
@@ -108,7 +111,8 @@ def main() -> None:
             print(f"{name:<40} {seconds:7.1f}s {peak / 2**20:9.0f} MiB   {note}")
         per_cell = [c for c in payload["cells"]]
         sizes = sorted(c["bytes"] for c in per_cell if c["bytes"])
-        print(f"\nper cell (batch): {batch / len(per_cell):.2f} s of wall time; artifact size median"
+        print(f"\nlargest single process (a warm worker with TensorFlow and a model): {SINGLE[0] / 2**20:.0f} MiB")
+        print(f"per cell (batch): {batch / len(per_cell):.2f} s of wall time; artifact size median"
               f" {sizes[len(sizes) // 2] / 1e3:.1f} kB, largest {sizes[-1] / 1e3:.1f} kB;"
               f" cache: {sum(sizes) / 1e3:.0f} kB for {len(per_cell)} cells")
 

@@ -413,6 +413,20 @@ def route_of(registry: Registry, source_format: str, target: str, facts: Mapping
 
 def dependencies(registry: Registry, source_format: str | None, route: Iterable[str]) -> tuple[dict[str, str], dict[str, str | None]]:
     """The versions and the runners (by format) a result of this route depends on."""
+    versions, runners = _dependencies(registry, source_format, tuple(route))
+    return dict(versions), dict(runners)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dependencies(registry: Registry, source_format: str | None, route: tuple[str, ...]
+                  ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str | None], ...]]:
+    """dependencies(), computed once per route of a registry (a zoo's cells share a few)."""
+    versions, runners = _dependencies_of(registry, source_format, route)
+    return tuple(versions.items()), tuple(runners.items())
+
+
+def _dependencies_of(registry: Registry, source_format: str | None, route: Iterable[str]
+                     ) -> tuple[dict[str, str], dict[str, str | None]]:
     conversions = {c.name: c for c in registry.conversions}
     hops = [conversions[name] for name in route if name in conversions]
     formats = ([source_format] if source_format else []) + [h.target for h in hops]
