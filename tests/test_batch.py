@@ -143,7 +143,7 @@ def test_the_cache_redoes_no_cell_then_exactly_the_cells_of_what_changed(local_r
 
 
 def test_the_example_job_runs_and_is_then_served_from_the_cache(tmp_path):
-    job = ROOT / "examples" / "batch" / "convhub.toml"
+    job = ROOT / "examples/batch/convhub.toml"
     env = {**os.environ, "CONVHUB_CACHE_DIR": str(tmp_path / "cache")}
     runs = []
     for _ in range(2):
