@@ -8,7 +8,9 @@ segfaults (the hostile test plugin), run by the CLI as users run it:
 - the cache: a rerun converts nothing, touching one model reruns its cells only, changing an
   option set reruns its cells only;
 - the example job (examples/batch/convhub.toml), run and then served from the cache;
-- Ctrl-C mid-batch: exit 130, nothing half-written, the next run resumes from the cache.
+- Ctrl-C mid-batch: exit 130, nothing half-written, the next run resumes from the cache;
+- a Ray actor lost mid-work (its process killed, as when its node goes): the work runs again on
+  the other actor; what was lost is not cached.
 """
 
 from __future__ import annotations
@@ -234,3 +236,37 @@ def test_ray_gives_the_local_statuses_and_errors(pristine, local_run, ray_cluste
     again = batch(hostile_site, job, tmp_path / "out", tmp_path / "cache", "--executor", "ray",
                   "--address", ray_cluster.address)
     assert again["summary"]["cached"] == 26
+
+
+def test_a_lost_ray_actor_s_work_runs_again_elsewhere_and_nothing_lost_is_cached(ray_cluster, hostile_site, tmp_path):
+    import psutil
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.toy").write_text(json.dumps({"w": [[1.0, 2.0], [3.0, -1.0]]}))
+    job = tmp_path / "convhub.toml"
+    job.write_text('models = ["a.toy", "b.toy"]\ntargets = ["toy-copy", "toy-hang"]\n'
+                   '[model.a]\ntargets = ["toy-copy"]\n[model.b]\ntargets = ["toy-hang"]\n')
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(hostile_site), "CONVHUB_CACHE_DIR": str(cache)}
+    proc = subprocess.Popen([str(CONVHUB), "batch", str(job), "-o", str(out), "--executor", "ray", "--address",
+                             ray_cluster.address, "--timeout", "8"], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "a → toy-copy default: ok" in line:
+            break
+    time.sleep(2.0)  # b's hang is under way in the other actor: its node is lost now
+    running = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == "ray::CellActor.run"]
+    assert len(running) == 1, "".join(seen)
+    running[0].kill()
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1, "".join(seen) + rest
+    assert "lost a Ray actor (" in rest and "while it ran b: toy-hang" in rest
+    lines = {c["target"]: c for c in map(json.loads, (out / "cells.jsonl").read_text().splitlines())}
+    assert lines["toy-copy"]["status"] == "passed"
+    assert "ran past the 8 s timeout" in lines["toy-hang"]["error"]  # tried again on the other actor
+    again = batch(hostile_site, job, out, cache, "--timeout", "1")
+    found = {c["target"]: c for c in again["cells"]}
+    assert found["toy-copy"]["cached"] and not found["toy-hang"]["cached"]
