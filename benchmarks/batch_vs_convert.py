@@ -19,48 +19,22 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
+from mobilenet_vs_official import measured  # the same sampling of a process tree's memory
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = "tflite,onnx,tfjs"
-SINGLE = [0]
+SINGLE = [0]  # bytes of the largest single process seen (mobilenet_vs_official.measured fills it)
 
 
-def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[str]]:
-    """Wall time and peak resident memory (the process and all its children) of a command; the
-    peak of its largest single process (a warm worker) goes into SINGLE."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak = 0
-    done = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak
-        root = psutil.Process(proc.pid)
-        while not done.is_set():
-            try:
-                sizes = [p.memory_info().rss for p in [root, *root.children(recursive=True)]]
-                peak = max(peak, sum(sizes))
-                SINGLE[0] = max(SINGLE[0], max(sizes))
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - started
-    done.set()
-    watcher.join()
-    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[str]]:
+    """Wall seconds and peak bytes of the process tree (its largest process into SINGLE)."""
+    seconds, peak, proc = measured(cmd, env, largest=SINGLE)
     if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
-    return seconds, peak, result
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return seconds, int(peak * 2**20), proc
 
 
 def models(folder: Path) -> list[str]:
@@ -88,7 +62,7 @@ def main() -> None:
         rows = []
         separate, separate_peak = 0.0, 0
         for i, source in enumerate(sources):
-            seconds, peak, _ = measured([str(BIN / "convhub"), "convert", source, "--to", TARGETS,
+            seconds, peak, _ = run([str(BIN / "convhub"), "convert", source, "--to", TARGETS,
                                          "-o", str(tmp_path / f"convert{i}"), "-q", *jobs], env)
             separate += seconds
             separate_peak = max(separate_peak, peak)
@@ -96,10 +70,10 @@ def main() -> None:
         job = tmp_path / "convhub.toml"
         job.write_text(f"models = {json.dumps(sources)}\ntargets = {json.dumps(TARGETS.split(','))}\n")
         cmd = [str(BIN / "convhub"), "batch", str(job), "-o", str(tmp_path / "out"), "--json", "-q", *jobs]
-        batch, batch_peak, proc = measured(cmd, env)
+        batch, batch_peak, proc = run(cmd, env)
         payload = json.loads(proc.stdout)
         assert payload["summary"]["ran"] == 18 and payload["ok"], payload["summary"]
-        cached, cached_peak, proc = measured(cmd, env)
+        cached, cached_peak, proc = run(cmd, env)
         again = json.loads(proc.stdout)
         assert again["summary"]["cached"] == 18, again["summary"]
         rows = [("6 × convhub convert (3 targets each)", separate, separate_peak, ""),

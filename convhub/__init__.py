@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from convhub.errors import (
     ConversionError,
@@ -26,9 +26,7 @@ from convhub.errors import (
 from convhub.plugins import hookimpl
 
 if TYPE_CHECKING:  # imported when first used (below): `import convhub` stays cheap
-    import os
-
-    from convhub.batchrun import BatchResult
+    from convhub.batchrun import BatchResult, batch
     from convhub.graph import Route
     from convhub.pipeline import check, convert
     from convhub.plugins import Registry
@@ -64,11 +62,12 @@ __all__ = [
 
 
 _LAZY = {"convert": "convhub.pipeline", "check": "convhub.pipeline", "ConversionResult": "convhub.results",
-         "Results": "convhub.results", "CheckResult": "convhub.results", "BatchResult": "convhub.batchrun"}
+         "Results": "convhub.results", "CheckResult": "convhub.results", "BatchResult": "convhub.batchrun",
+         "batch": "convhub.batchrun"}
 
 
 def __getattr__(name: str) -> Any:
-    """convert, check and the result types, imported on first use (they import NumPy)."""
+    """convert, check, batch and the result types, imported on first use (they import NumPy)."""
     if name in _LAZY:
         import importlib
 
@@ -105,55 +104,3 @@ def pool(jobs: int | None = None) -> contextlib.AbstractContextManager[Pool]:
 
     return _pool(jobs)
 
-
-def batch(
-    job: str | os.PathLike[str],
-    output: str | os.PathLike[str] | None = None,
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    jobs: int | None = None,
-    timeout: float | None = None,
-    dry_run: bool = False,
-    use_cache: bool = True,
-    retry_failed: bool = False,
-    force: bool = False,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: Callable[[str], None] | None = None,
-    registry: Registry | None = None,
-) -> BatchResult:
-    """Run a job file: every cell (model × target × option set) converted and checked, or taken
-    from the cache when nothing it depends on changed; `convhub batch` as a function.
-
-    Args:
-        job: a convhub.toml, or a pyproject.toml with a [tool.convhub] table (docs/batch.md).
-        output: the output folder (default: the job's `output`); each cell's artifact goes where
-            the job's `layout` says, its report to reports/, the matrix to index.html and
-            cells.jsonl.
-        executor: "local" (this machine's warm workers) or "ray" (`pip install "convhub[ray]"`).
-        address: the Ray cluster (default: RAY_ADDRESS, else a local Ray instance).
-        jobs: worker processes at most (each Ray actor: the job's `[resources] cpus`).
-        timeout: seconds a hop or a check may take (default: the job's, else 1800).
-        dry_run: plan only: each cell's route and whether it is cached.
-        use_cache: False runs every cell again (the new results are still stored).
-        retry_failed: run the cells whose cached result is a failure again.
-        force: write into an output folder that batch did not make.
-        cache_dir: the cache (default: CONVHUB_CACHE_DIR, else the platform's cache folder).
-        progress: called with a line per step and per decided cell.
-        registry: the plugins to use (default: every installed one).
-
-    Returns:
-        A BatchResult: a list of CellResult (model, target, options, status, cached, error,
-        max_abs_diff, bytes, seconds, output, report, result), with `.ok`, `.summary()`,
-        `.to_json()`.
-
-    Raises:
-        UsageError: a mistake in the job file (the message names its line) or an argument, or
-            Ray missing for executor="ray"; before anything runs.
-        InputError: a model cannot be read to compute its cache key.
-    """
-    from convhub.batchrun import run
-
-    return run(job, output, executor=executor, address=address, jobs=jobs, timeout=timeout, dry_run=dry_run,
-               use_cache=use_cache, retry_failed=retry_failed, force=force, cache_dir=cache_dir, progress=progress,
-               registry=registry)

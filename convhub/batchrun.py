@@ -376,7 +376,7 @@ def _first(*values: float | None) -> float | None:
 
 # --- running a batch ------------------------------------------------------------------------------
 
-def run(
+def batch(
     job: str | os.PathLike[str] | Job,
     output: str | os.PathLike[str] | None = None,
     *,
@@ -389,10 +389,40 @@ def run(
     retry_failed: bool = False,
     force: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
     registry: Registry | None = None,
 ) -> BatchResult:
-    """Run a job file (see convhub.batch's docstring in convhub/__init__.py for the parameters)."""
+    """Run a job file: every cell (model × target × option set) converted and checked, or taken
+    from the cache when nothing it depends on changed; `convhub batch` as a function
+    (`convhub.batch`).
+
+    Args:
+        job: a convhub.toml, or a pyproject.toml with a [tool.convhub] table (docs/batch.md).
+        output: the output folder (default: the job's `output`); each cell's artifact goes where
+            the job's `layout` says, its report to reports/, the matrix to index.html and
+            cells.jsonl.
+        executor: "local" (this machine's warm workers) or "ray" (`pip install "convhub[ray]"`).
+        address: the Ray cluster (default: RAY_ADDRESS, else a local Ray instance).
+        jobs: worker processes at most (each Ray actor: the job's `[resources] cpus`).
+        timeout: seconds a hop or a check may take (default: the job's, else 1800).
+        dry_run: plan only: each cell's route and whether it is cached.
+        use_cache: False runs every cell again (the new results are still stored).
+        retry_failed: run the cells whose cached result is a failure again.
+        force: write into an output folder that batch did not make.
+        cache_dir: the cache (default: CONVHUB_CACHE_DIR, else the platform's cache folder).
+        progress: called with a line per step and per decided cell.
+        registry: the plugins to use (default: every installed one).
+
+    Returns:
+        A BatchResult: a list of CellResult (model, target, options, status, cached, error,
+        max_abs_diff, bytes, seconds, output, report, result), with `.ok`, `.summary()`,
+        `.to_json()`.
+
+    Raises:
+        UsageError: a mistake in the job file (the message names its line) or an argument, or
+            Ray missing for executor="ray"; before anything runs.
+        InputError: a model cannot be read to compute its cache key.
+    """
     from convhub import jobfile, validate
     from convhub.plugins import default_registry
 
@@ -453,16 +483,16 @@ def run(
 
     def finish(complete: bool) -> BatchResult:
         cells = [results.get(i) or _not_run(p, publisher) for i, p in enumerate(planned)]
-        batch = BatchResult(cells, job=job.path, output=out, executor=executor, complete=complete,
-                            seconds=time.perf_counter() - started)
-        publisher.overview(batch)
-        return batch
+        result = BatchResult(cells, job=job.path, output=out, executor=executor, complete=complete,
+                             seconds=time.perf_counter() - started)
+        publisher.overview(result)
+        return result
 
     try:
         if works:
             runner = _executor(executor, address, jobs, timeout or job.timeout, registry, job, say)
             try:
-                runner.run(works, on_done, view.started)
+                runner.run(works, on_done, view.starting)
             finally:
                 close = getattr(runner, "close", None)
                 if close is not None:
@@ -603,7 +633,7 @@ def _dry_cell(p: _Planned, registry: Registry) -> CellResult:
 
 class _View(Protocol):
     def start(self, total: int, cached: int) -> None: ...
-    def started(self, work: Work) -> None: ...
+    def starting(self, work: Work) -> None: ...
     def finished(self, work: Work) -> None: ...
     def cell(self, cell: CellResult) -> None: ...
     def close(self) -> None: ...
@@ -620,7 +650,7 @@ class _Lines:
         self.total = total
         self.say(f"{total} cells, {cached} cached")
 
-    def started(self, work: Work) -> None:
+    def starting(self, work: Work) -> None:
         self.say(f"converting {work.label}")
 
     def finished(self, work: Work) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import html
 import os
-import sys
-import threading
-import time
 from typing import TYPE_CHECKING, Any, Sequence
 
+from convhub.console import Feedback
 from convhub.table import human_bytes
 
 if TYPE_CHECKING:
@@ -37,41 +35,31 @@ def _first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class LiveProgress:
+class LiveProgress(Feedback):
     """On a terminal (stderr): a bar of the cells decided, the counts done / failed / cached, the
-    ETA, and what runs now; elsewhere a line per decided cell; nothing when quiet."""
+    ETA, and what runs now; elsewhere a line per decided cell (console.Feedback's plain lines);
+    nothing when quiet."""
 
     def __init__(self, quiet: bool = False):
-        from convhub.console import _own_stderr, console, is_terminal
-
-        self.quiet = quiet
-        self.lock = threading.Lock()
-        self.started_at = time.perf_counter()
+        super().__init__(quiet)
         self.counts = {"done": 0, "failed": 0, "cached": 0}
         self.running: list[str] = []
-        self.stream = sys.stderr if quiet else _own_stderr()
-        self.live: Any = None
-        self.task: Any = None
         self.total = 0
-        if not quiet and is_terminal(self.stream) and os.environ.get("TERM") != "dumb":
+        if self.live is not None:  # the bar in place of Feedback's spinner
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from convhub.console import console
 
             self.live = Progress(BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("{task.description}"),
                                  TextColumn("ETA"), TimeRemainingColumn(), console=console(self.stream),
                                  transient=True)
 
-    def __call__(self, message: str) -> None:  # a step of the batch itself ("planning ...")
-        if not self.quiet and self.live is None:
-            self._line(message)
-
-    def note(self, message: str) -> None:
-        if self.quiet:
-            return
-        with self.lock:
-            if self.live is not None:
-                self.live.console.print(message)
-            else:
-                self._line(message)
+    def __call__(self, message: str) -> None:
+        """A step of the batch itself ("planning ...", "lost a Ray actor ..."): a line to keep."""
+        if self.live is not None and self.task is not None:
+            self.note(message)
+        elif self.live is None:
+            super().__call__(message)
 
     def start(self, total: int, cached: int) -> None:
         self.total = total
@@ -81,7 +69,7 @@ class LiveProgress:
         elif not self.quiet:
             self._line(f"{total} cells, {cached} cached")
 
-    def started(self, work: Work) -> None:
+    def starting(self, work: Work) -> None:
         with self.lock:
             self.running.append(work.label)
             self._update()
@@ -115,16 +103,6 @@ class LiveProgress:
         if self.live is not None and self.task is not None:
             self.live.update(self.task, description=self._text())
 
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-        if self.stream is not sys.stderr:
-            self.stream.close()
-            self.stream = sys.stderr
-
-    def _line(self, message: str) -> None:
-        print(f"[{time.perf_counter() - self.started_at:5.1f}s] {message}", file=self.stream, flush=True)
 
 
 def _grid(batch: Sequence[CellResult]) -> tuple[list[tuple[str, str]], list[str], dict[tuple[str, str, str], CellResult]]:

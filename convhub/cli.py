@@ -623,7 +623,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         raycluster.require()  # exit 2 with the install line, before the job file loads a plugin
     view = batchview.LiveProgress(quiet=args.quiet)
     try:
-        result = batchrun.run(args.job, args.output, executor=args.executor, address=args.address, jobs=args.jobs,
+        result = batchrun.batch(args.job, args.output, executor=args.executor, address=args.address, jobs=args.jobs,
                            timeout=args.timeout, dry_run=args.dry_run, use_cache=args.use_cache,
                            retry_failed=args.retry_failed, force=args.force, cache_dir=args.cache_dir, progress=view)
     finally:

@@ -161,12 +161,18 @@ def test_the_example_job_runs_and_is_then_served_from_the_cache(tmp_path):
     assert [c["max_abs_diff"] for c in second["cells"]] == [c["max_abs_diff"] for c in first["cells"]]
 
 
-def test_ctrl_c_stops_cleanly_and_the_next_run_resumes_from_the_cache(hostile_site, tmp_path):
+def toy_job(folder: Path) -> Path:
+    """Two toy models: a's converter copies it at once, b's hangs."""
     for name in ("a", "b"):
-        (tmp_path / f"{name}.toy").write_text(json.dumps({"w": [[1.0, 2.0], [3.0, -1.0]]}))
-    job = tmp_path / "convhub.toml"
+        (folder / f"{name}.toy").write_text(json.dumps({"w": [[1.0, 2.0], [3.0, -1.0]]}))
+    job = folder / "convhub.toml"
     job.write_text('models = ["a.toy", "b.toy"]\ntargets = ["toy-copy", "toy-hang"]\n'
                    '[model.a]\ntargets = ["toy-copy"]\n[model.b]\ntargets = ["toy-hang"]\n')
+    return job
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes_from_the_cache(hostile_site, tmp_path):
+    job = toy_job(tmp_path)
     out, cache = tmp_path / "out", tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(hostile_site), "CONVHUB_CACHE_DIR": str(cache)}
     proc = subprocess.Popen([str(CONVHUB), "batch", str(job), "-o", str(out), "--jobs", "1"], env=env,
@@ -241,11 +247,7 @@ def test_ray_gives_the_local_statuses_and_errors(pristine, local_run, ray_cluste
 def test_a_lost_ray_actor_s_work_runs_again_elsewhere_and_nothing_lost_is_cached(ray_cluster, hostile_site, tmp_path):
     import psutil
 
-    for name in ("a", "b"):
-        (tmp_path / f"{name}.toy").write_text(json.dumps({"w": [[1.0, 2.0], [3.0, -1.0]]}))
-    job = tmp_path / "convhub.toml"
-    job.write_text('models = ["a.toy", "b.toy"]\ntargets = ["toy-copy", "toy-hang"]\n'
-                   '[model.a]\ntargets = ["toy-copy"]\n[model.b]\ntargets = ["toy-hang"]\n')
+    job = toy_job(tmp_path)
     out, cache = tmp_path / "out", tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(hostile_site), "CONVHUB_CACHE_DIR": str(cache)}
     proc = subprocess.Popen([str(CONVHUB), "batch", str(job), "-o", str(out), "--executor", "ray", "--address",
