@@ -520,12 +520,14 @@ def _check_output(out: Path, job: Job, force: bool) -> None:
     batch before, or --force."""
     from convhub import validate
 
-    sources = [p for m in job.models for p in m.paths] + [Path(job.path)]
-    for source in sources:
+    sources = [p for m in job.models for p in [*m.paths, *m.depends]] + [Path(job.path)]
+    for source in sources:  # whatever --force says: a failed cell removes what its layout path holds
         src, dest = Path(os.path.realpath(source)), Path(os.path.realpath(out))
-        if dest == src or src in dest.parents or (dest in src.parents and not force and not (out / MARKER).exists()):
+        if dest == src or src in dest.parents or dest in src.parents:
             relation = "is" if dest == src else "lies inside" if src in dest.parents else "holds"
-            raise UsageError(f"the output folder {out} {relation} the model {source}; choose another folder")
+            what = "the job file" if source == Path(job.path) else "the model file" if source in [
+                p for m in job.models for p in m.paths] else "the file"
+            raise UsageError(f"the output folder {out} {relation} {what} {source}; choose another folder")
     validate.writable(out / "probe", "output folder")
     if out.exists() and not out.is_dir():
         raise UsageError(f"the output {out} is a file; name a folder")

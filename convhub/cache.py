@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from convhub.errors import InputError
+from convhub.publish import _remove_stale
 
 if TYPE_CHECKING:
     from convhub.plugins import Registry
@@ -490,7 +491,7 @@ class Cache:
         """Store a cell (its artifact is moved in when it lies on the same filesystem, else
         copied); an entry that appeared meanwhile (another run of the same cell) is kept."""
         self.entries.mkdir(parents=True, exist_ok=True)
-        _remove_stale(self.entries)
+        _remove_stale(self.entries, TEMP)
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP}{os.getpid()}-", dir=self.entries))
         try:
             record = {**record, "format": FORMAT, "key": key, "artifact": None, "artifact_bytes": None,
@@ -571,13 +572,3 @@ def _move_or_copy(source: Path, destination: Path) -> None:
             shutil.copytree(source, destination, symlinks=False)
         else:
             shutil.copy2(source, destination)
-
-
-def _remove_stale(folder: Path) -> None:
-    """Temporary entries a killed run left behind (their process is gone)."""
-    from convhub.publish import _alive
-
-    for entry in folder.glob(f"{TEMP}*"):
-        pid = entry.name[len(TEMP):].partition("-")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)

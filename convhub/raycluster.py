@@ -70,8 +70,11 @@ class CellActor:
     """A Ray actor: a convhub process on one node, its warm workers, the files it was sent."""
 
     def __init__(self, jobs: int, timeout: float | None):
+        from convhub.publish import _remove_stale
+
         self.jobs, self.timeout = jobs, timeout
-        self.root = Path(tempfile.mkdtemp(prefix="convhub-ray-"))
+        _remove_stale(Path(tempfile.gettempdir()), "convhub-ray-")  # those of actors that were killed
+        self.root = Path(tempfile.mkdtemp(prefix=f"convhub-ray-{os.getpid()}-"))
         self.staged: dict[str, Path] = {}
 
     def hello(self) -> dict[str, Any]:
@@ -165,7 +168,9 @@ class RayExecutor:
                 raise UsageError(f"cannot connect to Ray at {target}: {exc}",
                                  hint="start it with `ray start --head`, or give --address HOST:PORT") from None
         self.actors: list[Any] = []
-        self.folder = Path(tempfile.mkdtemp(prefix="convhub-ray-results-"))
+        from convhub.publish import work_folder
+
+        self.folder = work_folder()  # what comes back, until it is stored (a killed run's: removed later)
         self.bundles: dict[str, tuple[str, Any, str]] = {}
 
     def _start_actors(self, wanted: int) -> None:

@@ -143,7 +143,9 @@ def test_an_output_folder_batch_did_not_write_is_refused_and_the_model_is_never_
     assert proc.returncode == 2 and "holds files convhub batch did not write" in proc.stderr
     assert (project / "mine" / "notes.txt").read_text() == "keep me"
     proc = run_cli("batch", path, "-o", project / "a.keras")
-    assert proc.returncode == 2 and "is the model" in proc.stderr
+    assert proc.returncode == 2 and "is the model file" in proc.stderr
+    proc = run_cli("batch", path, "-o", project, "--force")  # a failed cell would remove what its path holds
+    assert proc.returncode == 2 and f"the output folder {project} holds the" in proc.stderr
 
 
 def test_dry_run_shows_each_cell_its_route_and_that_it_is_to_run(project, tmp_path):
