@@ -134,11 +134,11 @@ def run_work(work: Work, folder: Path, *, registry: Registry | None = None, jobs
         if len(work.cells) > 1:  # one target has no route for this model: the others still run
             return [o for c in work.cells for o in run_work(replace(work, cells=(c,)), folder, registry=registry,
                                                              jobs=jobs, timeout=timeout)]
-        return [_failed(work, c, exc.message) for c in work.cells]
+        return [failed_outcome(work, c, exc.message) for c in work.cells]
     except ConvhubError as exc:  # the model cannot be read, or an option does not fit its route
-        return [_failed(work, c, exc.message) for c in work.cells]
+        return [failed_outcome(work, c, exc.message) for c in work.cells]
     except Exception as exc:  # noqa: BLE001 - a bug must cost this work's cells, not the batch
-        return [_failed(work, c, f"internal error: {type(exc).__name__}: {exc}", decided=False) for c in work.cells]
+        return [failed_outcome(work, c, f"internal error: {type(exc).__name__}: {exc}", decided=False) for c in work.cells]
     from convhub import report
 
     outcomes = []
@@ -162,7 +162,7 @@ def _option_label(options: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items()) or "no options"
 
 
-def _failed(work: Work, cell: WorkCell, error: str, decided: bool = True) -> Outcome:
+def failed_outcome(work: Work, cell: WorkCell, error: str, decided: bool = True) -> Outcome:
     from html import escape
 
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>convhub: {escape(work.model)}</title></head>"
@@ -338,7 +338,7 @@ def plan(job: Job, registry: Registry, store: cache_module.Cache, *, use_cache: 
     for cell in job.cells:
         model = cell.model
         options = {k: ({"file": digest(v)} if k in paths and isinstance(v, str) else v) for k, v in cell.options.items()}
-        key = cache_module._sha256(cache_module.canonical({
+        key = cache_module.sha256_of(cache_module.canonical({
             "cache": cache_module.FORMAT, "convhub": __version__, "source": sources[model.name].digest,
             "format": model.format, "target": cell.target, "options": options, "seed": job.seed,
             "inputs": digest(model.inputs), "atol": _first(model.atol, job.atol), "rtol": _first(model.rtol, job.rtol),

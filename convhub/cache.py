@@ -69,7 +69,7 @@ def default_root() -> Path:
 _CHUNK = 1 << 20
 
 
-def _sha256(data: bytes | str) -> str:
+def sha256_of(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
@@ -117,7 +117,7 @@ class Hasher:
         lines = []
         for rel, path in walk(folder):
             lines.append(f"{rel}\0{self.file(path)}")
-        return _sha256("\n".join(lines))
+        return sha256_of("\n".join(lines))
 
     def path(self, path: Path) -> str:
         return self.tree(path) if path.is_dir() else self.file(path)
@@ -183,7 +183,7 @@ def source_of(model: str, hasher: Hasher, depends: Iterable[Path] = ()) -> Sourc
         parts.append(f"depends {extra.name}\0{hasher.path(extra)}")
         files.append(extra)
     parts += [f"package {name}\0{version}" for name, version in sorted(packages.items())]
-    return Source(_sha256("\n".join(parts)), files, packages)
+    return Source(sha256_of("\n".join(parts)), files, packages)
 
 
 def _module_origin(module_part: str) -> Path:

@@ -53,7 +53,7 @@ USAGES = {
     "check": "convhub check REFERENCE CANDIDATE... [options]",
     "route": "convhub route SRC→DST [INPUT] [--via FORMAT] [--all | --explain] [--json]",
     "matrix": "convhub matrix MODEL... [--to FORMATS] [--modes MODES] [options]",
-    "batch": "convhub batch FILE [-o OUT] [--dry-run] [--executor local|ray [--address ADDR]] [options]",
+    "batch": "convhub batch FILE [-o OUT] [--dry-run] [--executor local|ray] [options]",
     "cache": "convhub cache {info,clear} [--unused-for DAYS] [--json]",
 }
 SHELLS = ("bash", "zsh", "fish")
@@ -233,8 +233,8 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
 
 def _batch_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("batch", "convert a job file's models × targets × option sets, cached, here or on Ray",
-                "Convert and check every cell (model × target × option set) of a job file; a cell"
-                " converted before, unchanged, comes from the cache (docs/batch.md).")
+                "Convert and check every cell (model × target × option set) of a job file;\n"
+                "a cell converted before, unchanged, comes from the cache (docs/batch.md).")
     p.add_argument("job", metavar="FILE", help="the job: a convhub.toml, or a pyproject.toml with [tool.convhub]")
     p.add_argument("-o", "--output", metavar="OUT", help="the output folder (default: `output` in the job file)")
     p.add_argument("--dry-run", action="store_true", help="show the cells, their routes and what is cached; run nothing")

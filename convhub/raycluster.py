@@ -222,7 +222,7 @@ class RayExecutor:
         return self.bundles[work.model]
 
     def run(self, works: Sequence[Work], on_done: OnDone, on_start: Callable[[Work], None]) -> None:
-        from convhub.batchrun import _failed
+        from convhub.batchrun import failed_outcome
 
         ray = self.ray
         self._start_actors(len(works))
@@ -241,7 +241,7 @@ class RayExecutor:
                 running[actor.run.remote(work, bundle_id, [ref], root)] = (actor, work)
             if not running:  # works left, no actor: every node is gone
                 for work in queue:
-                    on_done(work, [_failed(work, c, "not run: every Ray actor was lost", decided=False)
+                    on_done(work, [failed_outcome(work, c, "not run: every Ray actor was lost", decided=False)
                                    for c in work.cells])
                 return
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
@@ -256,12 +256,12 @@ class RayExecutor:
                     if tries[work.label] < ATTEMPTS:
                         queue.appendleft(work)
                     else:
-                        on_done(work, [_failed(work, c, f"not run: its Ray actor was lost {ATTEMPTS} times",
+                        on_done(work, [failed_outcome(work, c, f"not run: its Ray actor was lost {ATTEMPTS} times",
                                                decided=False) for c in work.cells])
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     idle.append(actor)
-                    on_done(work, [_failed(work, c, f"internal error in the Ray actor: {exc}", decided=False)
+                    on_done(work, [failed_outcome(work, c, f"internal error in the Ray actor: {exc}", decided=False)
                                    for c in work.cells])
                     continue
                 idle.append(actor)

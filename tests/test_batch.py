@@ -6,7 +6,7 @@ segfaults (the hostile test plugin), run by the CLI as users run it:
 - on a real two-node Ray cluster this module starts (1 CPU each, no dashboard): the same
   statuses, the same errors, max errors within tolerance;
 - the cache: a rerun converts nothing, touching one model reruns its cells only, changing an
-  option set reruns its cells only;
+  option set reruns its cells only, another tf2onnx version invalidates only the ONNX cells;
 - the example job (examples/batch/convhub.toml), run and then served from the cache;
 - Ctrl-C mid-batch: exit 130, nothing half-written, the next run resumes from the cache;
 - a Ray actor lost mid-work (its process killed, as when its node goes): the work runs again on
@@ -142,6 +142,17 @@ def test_the_cache_redoes_no_cell_then_exactly_the_cells_of_what_changed(local_r
     changed = batch(hostile_site, job, out, cache)
     ran = sorted(k for k, c in cells(changed).items() if not c["cached"])
     assert ran == sorted((m, "tflite", "small") for m in REAL), ran
+
+    # A converter upgrade: entries recorded with another tf2onnx than the one installed now are
+    # not used, and only the cells whose route runs tf2onnx have such entries.
+    for path in cache.rglob("entry.json"):
+        record = json.loads(path.read_text())
+        if "tf2onnx" in record["versions"]:
+            record["versions"]["tf2onnx"] = "1.16.1"
+            path.write_text(json.dumps(record))
+    planned = batch(hostile_site, job, out, cache, "--dry-run")
+    to_run = sorted(k for k, c in cells(planned).items() if c["status"] == "to run")
+    assert to_run == sorted((m, "onnx", o) for m in REAL for o in ("float32", "small")), to_run
 
 
 def test_the_example_job_runs_and_is_then_served_from_the_cache(tmp_path):
