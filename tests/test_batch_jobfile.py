@@ -205,3 +205,15 @@ def test_cache_info_and_clear(tmp_path):
         payload = assert_schema(json.loads(proc.stdout))
         assert payload["command"] == "cache" and payload["path"] == str(tmp_path / "c")
     assert ROOT  # the suite's root, for run_cli's console script
+
+
+def test_the_library_plans_a_job_like_the_cli(project, tmp_path):
+    import convhub
+
+    result = convhub.batch(write(project, GOOD), tmp_path / "out", dry_run=True, cache_dir=tmp_path / "cache")
+    assert isinstance(result, convhub.BatchResult) and result.ok and len(result) == 6
+    assert [c.status for c in result] == ["to run"] * 6 and result.counts()["cells"] == 6
+    assert "6 cells: 0 cached, 6 to run" in result.summary()
+    assert result.to_json()["cells"][0]["route"] == "keras → savedmodel → tflite"
+    with pytest.raises(convhub.UsageError, match="unknown executor 'spark'"):
+        convhub.batch(write(project, GOOD), tmp_path / "out", executor="spark")
