@@ -71,8 +71,10 @@ print(json.dumps(times))
 """
 
 
-def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Wall seconds, peak MiB of the process tree, and the finished process."""
+def measured(cmd: list[str], env: dict | None = None, largest: list[int] | None = None
+             ) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds, peak MiB of the process tree, and the finished process; `largest[0]` gets
+    the peak bytes of its largest single process (a warm worker), when given."""
     start = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or ENV)
     peak = [0]
@@ -82,7 +84,10 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, sub
         while not done.is_set():
             try:
                 tree = [proc, *proc.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+                sizes = [p.memory_info().rss for p in tree if p.is_running()]
+                peak[0] = max(peak[0], sum(sizes))
+                if largest is not None:
+                    largest[0] = max(largest[0], *sizes)
             except psutil.Error:
                 pass
             time.sleep(0.05)

@@ -26,6 +26,7 @@ from convhub.errors import (
 from convhub.plugins import hookimpl
 
 if TYPE_CHECKING:  # imported when first used (below): `import convhub` stays cheap
+    from convhub.batchrun import BatchResult, batch
     from convhub.graph import Route
     from convhub.pipeline import check, convert
     from convhub.plugins import Registry
@@ -45,9 +46,11 @@ __all__ = [
     "ParityError",
     "RuntimeMissing",
     "UsageError",
+    "BatchResult",
     "CheckResult",
     "ConversionResult",
     "Results",
+    "batch",
     "check",
     "convert",
     "hookimpl",
@@ -59,11 +62,12 @@ __all__ = [
 
 
 _LAZY = {"convert": "convhub.pipeline", "check": "convhub.pipeline", "ConversionResult": "convhub.results",
-         "Results": "convhub.results", "CheckResult": "convhub.results"}
+         "Results": "convhub.results", "CheckResult": "convhub.results", "BatchResult": "convhub.batchrun",
+         "batch": "convhub.batchrun"}
 
 
 def __getattr__(name: str) -> Any:
-    """convert, check and the result types, imported on first use (they import NumPy)."""
+    """convert, check, batch and the result types, imported on first use (they import NumPy)."""
     if name in _LAZY:
         import importlib
 
@@ -99,3 +103,4 @@ def pool(jobs: int | None = None) -> contextlib.AbstractContextManager[Pool]:
     from convhub.workers import pool as _pool
 
     return _pool(jobs)
+

@@ -42,6 +42,10 @@ EXAMPLES = {
     "demo": ["convhub demo", "convhub demo --out demo/ --json"],
     "inspect": ["convhub inspect model.onnx", "convhub inspect out/ --json",
                 "convhub inspect serving/model"],
+    "batch": ["convhub batch examples/batch/convhub.toml -o out/",
+              "convhub batch convhub.toml -o out/ --dry-run",
+              "convhub batch pyproject.toml -o out/ --executor ray --address HOST:6379 --json"],
+    "cache": ["convhub cache info", "convhub cache clear --unused-for 30"],
     "completion": ['eval "$(convhub completion bash)"     # in ~/.bashrc',
                    'eval "$(convhub completion zsh)"      # in ~/.zshrc',
                    "convhub completion fish > ~/.config/fish/completions/convhub.fish"],
@@ -51,6 +55,8 @@ USAGES = {
     "check": "convhub check REFERENCE CANDIDATE... [options]",
     "route": "convhub route SRC→DST [INPUT] [--via FORMAT] [--all | --explain] [--json]",
     "matrix": "convhub matrix MODEL... [--to FORMATS] [--modes MODES] [options]",
+    "batch": "convhub batch FILE [-o OUT] [--dry-run] [--executor local|ray] [options]",
+    "cache": "convhub cache {info,clear} [--unused-for DAYS] [--json]",
 }
 SHELLS = ("bash", "zsh", "fish")
 
@@ -216,6 +222,8 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
                         " (re-run some models after a fix)")
     _execution_flags(p)
 
+    _batch_parsers(command)
+
     p = command("demo", "convert built-in example models through every route and check parity")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -232,6 +240,32 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
                 "Print a script that completes convhub's commands, flags and the installed formats.")
     p.add_argument("shell", choices=SHELLS)
     return parser
+
+
+def _batch_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
+    p = command("batch", "convert a job file's models × targets × option sets, cached, here or on Ray",
+                "Convert and check every cell (model × target × option set) of a job file;\n"
+                "a cell converted before, unchanged, comes from the cache (docs/batch.md).")
+    p.add_argument("job", metavar="FILE", help="the job: a convhub.toml, or a pyproject.toml with [tool.convhub]")
+    p.add_argument("-o", "--output", metavar="OUT", help="the output folder (default: `output` in the job file)")
+    p.add_argument("--dry-run", action="store_true", help="show the cells, their routes and what is cached; run nothing")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the cells run: this machine's workers, or a Ray cluster (pip install \"convhub[ray]\")")
+    p.add_argument("--address", metavar="ADDR", help="the Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--force", action="store_true", help="write into an output folder batch did not make")
+    p.add_argument("--no-cache", dest="use_cache", action="store_false",
+                   help="run every cell again (the results still go into the cache)")
+    p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    p.add_argument("--cache-dir", metavar="DIR", help="the cache (default: CONVHUB_CACHE_DIR, else the platform's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    _execution_flags(p)
+
+    p = command("cache", "show or clear the cache of `convhub batch`")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--unused-for", type=float, metavar="DAYS", help="clear: only entries no batch used for DAYS days")
+    p.add_argument("--cache-dir", metavar="DIR", help="the cache (default: CONVHUB_CACHE_DIR, else the platform's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def _format_flag(p: argparse.ArgumentParser, flag: str, *, many: bool = False, **kwargs: Any) -> None:
@@ -596,6 +630,47 @@ def _first(text: str) -> str:
     return line if len(line) <= 160 else line[:159] + "…"
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from convhub import batchrun, batchview
+
+    if args.address is not None and args.executor != "ray":
+        raise UsageError("--address is the Ray cluster's: add --executor ray")
+    if args.executor == "ray":
+        from convhub import raycluster
+
+        raycluster.require()  # exit 2 with the install line, before the job file loads a plugin
+    view = batchview.LiveProgress(quiet=args.quiet)
+    try:
+        result = batchrun.batch(args.job, args.output, executor=args.executor, address=args.address, jobs=args.jobs,
+                           timeout=args.timeout, dry_run=args.dry_run, use_cache=args.use_cache,
+                           retry_failed=args.retry_failed, force=args.force, cache_dir=args.cache_dir, progress=view)
+    finally:
+        view.close()
+    _emit(args, result.to_json(), lambda: [batchview.renderable(result)])
+    if args.json and not args.quiet:
+        _show_on_stderr(batchview.renderable(result))
+    return 0 if result.ok else 1
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from convhub.cache import Cache
+    from convhub.table import human_bytes
+
+    store = Cache(Path(args.cache_dir) if args.cache_dir else None)
+    if args.action == "clear":
+        if args.unused_for is not None and (args.unused_for < 0 or args.unused_for != args.unused_for):
+            raise UsageError(f"--unused-for must be a number of days ≥ 0, not {args.unused_for:g}")
+        count, freed = store.clear(None if args.unused_for is None else args.unused_for * 86400)
+        text = f"removed {count} entries ({human_bytes(freed)}) from {store.root}"
+        _emit(args, {"ok": True, "action": "clear", "path": str(store.root), "removed": count, "bytes": freed},
+              lambda: [text])
+        return 0
+    info = store.info()
+    text = f"{store.root}: {info['entries']} entries, {human_bytes(info['bytes']) or '0 B'}"
+    _emit(args, {"ok": True, "action": "info", **info}, lambda: [text])
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from convhub import demo
 
@@ -624,7 +699,8 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins,
-    "matrix": cmd_matrix, "demo": cmd_demo, "inspect": cmd_inspect, "completion": cmd_completion}
+    "matrix": cmd_matrix, "demo": cmd_demo, "inspect": cmd_inspect, "completion": cmd_completion,
+    "batch": cmd_batch, "cache": cmd_cache}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

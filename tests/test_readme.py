@@ -45,6 +45,10 @@ def test_every_example_is_run_by_the_suite():
     demo = {s.reference.partition(":")[0] for s in SOURCES}
     modules = {p.name for p in (ROOT / "examples").glob("*.py")}
     assert modules <= demo, f"examples nobody runs: {sorted(modules - demo)}"
-    plugins = {p.name for p in (ROOT / "examples").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    folders = [p for p in (ROOT / "examples").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    plugins = {p.name for p in folders if (p / "pyproject.toml").exists()}
     tested = (ROOT / "tests" / "test_example_plugins.py").read_text()
     assert all(name in tested for name in plugins), plugins
+    jobs = {f"examples/{p.name}/convhub.toml" for p in folders if (p / "convhub.toml").exists()}  # batch jobs
+    assert all(job in (ROOT / "tests" / "test_batch.py").read_text() for job in jobs), jobs
+    assert {p.name for p in folders} == plugins | {j.split("/")[1] for j in jobs}, "an example folder nobody runs"
