@@ -111,7 +111,8 @@ class Transaction:
         parent = out.destination.parent
         parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(parent)
-        out.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=parent))
+        with deferred_signals():  # a signal between mkdtemp and this assignment would leak the folder
+            out.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=parent))
         if out.built.is_dir():
             shutil.copytree(out.built, out.staged, symlinks=True)
         else:
