@@ -46,6 +46,8 @@ EXAMPLES = {
               "convhub batch convhub.toml -o out/ --dry-run",
               "convhub batch pyproject.toml -o out/ --executor ray --address HOST:6379 --json"],
     "cache": ["convhub cache info", "convhub cache clear --unused-for 30"],
+    "toolchains": ["convhub toolchains", "convhub toolchains --all     # install every one now (CI images, offline)",
+                   "convhub toolchains --check --prune --json"],
     "completion": ['eval "$(convhub completion bash)"     # in ~/.bashrc',
                    'eval "$(convhub completion zsh)"      # in ~/.zshrc',
                    "convhub completion fish > ~/.config/fish/completions/convhub.fish"],
@@ -235,6 +237,12 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
                 " Imports only what each format needs.")
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifacts or folders of them")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p = command("toolchains", "list the environments converters run in; install, check or prune them")
+    p.add_argument("--all", action="store_true", help="install every toolchain this environment cannot serve")
+    p.add_argument("--check", action="store_true", help="start each installed one and compare it with its lock")
+    p.add_argument("--prune", action="store_true", help="remove environments no installed plugin uses any more")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
     p = command("completion", "print the shell completion script for bash, zsh or fish",
                 "Print a script that completes convhub's commands, flags and the installed formats.")
@@ -697,10 +705,62 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_toolchains(args: argparse.Namespace) -> int:
+    """Every toolchain the installed plugins declare, with its Python, lock hash, size and state;
+    --all installs the missing ones, --check verifies the installed ones, --prune removes the rest."""
+    from convhub import toolchains
+    from convhub.plugins import default_registry
+    from convhub.table import Column, table
+
+    registry = default_registry()
+    declared: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+    users = [*((c.toolchain, f"{c.plugin}: {c.name}") for c in registry.conversions),
+             *((r.toolchain, f"{r.plugin}: {r.name} runner") for rs in registry.runners.values() for r in rs)]
+    for toolchain, label in users:
+        if toolchain is not None:
+            key = (toolchain.name, toolchains.lock_hash(toolchain))
+            declared.setdefault(key, (toolchain, []))[1].append(label)
+    failed: list[str] = []
+    removed: list[dict[str, Any]] = []
+    with _feedback(args) as feedback:
+        for toolchain, _ in declared.values():
+            if args.all and toolchains.unmet(toolchain) is not None and toolchains.unavailable(toolchain) is None:
+                feedback(f"toolchain {toolchain.name}")
+                try:
+                    toolchains.ensure(toolchain, feedback.detail)
+                except ConvhubError as exc:
+                    failed.append(str(exc))
+    entries = []
+    for toolchain, used_by in declared.values():
+        entry = toolchains.status(toolchain, used_by)
+        if args.check and entry.state == "installed":
+            why = toolchains.check(toolchain)
+            if why is not None:
+                entry.state, entry.reason = "broken", why
+                failed.append(f"toolchain {toolchain.name}: {why}")
+        entries.append(entry)
+    if args.prune:
+        removed = [{"path": str(path), "size": size} for path, size in
+                   toolchains.prune(t for t, _ in declared.values())]
+    ok = not failed
+    payload = {"ok": ok, "root": str(toolchains.root()), "toolchains": [e.to_json() for e in entries],
+               "removed": removed, "error": "; ".join(failed) or None}
+
+    def size(n: int | None) -> str:
+        return "" if n is None else f"{n / 1e6:,.0f} MB"
+
+    rows = [[e.name, e.python or "", e.lock_hash, size(e.size), e.state, e.reason] for e in entries]
+    _emit(args, payload, lambda: [table([Column("toolchain"), Column("python"), Column("lock"), Column("size", figure=True),
+                                         Column("state", status=True), Column("why")], rows),
+                                  *(f"removed {r['path']} ({size(r['size'])})" for r in removed),
+                                  *failed])
+    return 0 if ok else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins,
     "matrix": cmd_matrix, "demo": cmd_demo, "inspect": cmd_inspect, "completion": cmd_completion,
-    "batch": cmd_batch, "cache": cmd_cache}
+    "batch": cmd_batch, "cache": cmd_cache, "toolchains": cmd_toolchains}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
