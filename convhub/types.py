@@ -94,6 +94,14 @@ class Toolchain:
     python: str = ""
     description: str = ""
 
+    @classmethod
+    def from_files(cls, name: str, requirements: Path, python: str = "", description: str = "") -> Toolchain:
+        """A toolchain whose requirements are the lines of `requirements` (a requirements.in) and
+        whose lock is the file beside it with the suffix .txt (what `uv pip compile` wrote)."""
+        lines = [line.split("#")[0].strip() for line in Path(requirements).read_text().splitlines()]
+        return cls(name, tuple(line for line in lines if line), Path(requirements).with_suffix(".txt"), python,
+                   description)
+
     def __post_init__(self) -> None:
         _check_name("toolchain", self.name)
         object.__setattr__(self, "requirements", tuple(self.requirements))
