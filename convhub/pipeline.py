@@ -462,9 +462,9 @@ def convert(
     if many and (not isinstance(to, Sequence) or not all(isinstance(t, str) for t in to)):
         raise UsageError(f"to: a format name or a list of them, not {to!r}")
     targets = [registry.format(t).name for t in ([to] if isinstance(to, str) else to)]
-    options = {**(options or {}), **_keyword_options(registry, plugin_options)}
-    if example_inputs is not None:
-        options["example_inputs"] = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else example_inputs
+    given: dict[str, Any] = {**(options or {}), **_keyword_options(registry, plugin_options)}
+    if example_inputs is not None:  # read by the source's format (a JAX function, a Flax module)
+        given["example_inputs"] = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else example_inputs
     made = None
     if many or output is None:
         if output is None:
@@ -478,7 +478,7 @@ def convert(
     try:
         results = Results(run_many(
             model, targets, outputs, source=source, force=force, check=check, seed=seed, inputs=inputs, atol=atol,
-            rtol=rtol, keep_failed=keep_failed, keep_intermediates=keep_intermediates, options=options, jobs=jobs,
+            rtol=rtol, keep_failed=keep_failed, keep_intermediates=keep_intermediates, options=given, jobs=jobs,
             timeout=timeout, progress=progress or _quiet, registry=registry, via=via, benchmark=benchmark,
             save_io=save_io))
     except BaseException:
