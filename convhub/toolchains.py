@@ -47,6 +47,7 @@ class ToolchainError(ConversionError):
 
 
 def cache_root() -> Path:
+    """convhub's cache: CONVHUB_CACHE, else $XDG_CACHE_HOME/convhub (the TF.js runtime lives there too)."""
     if os.environ.get("CONVHUB_CACHE"):
         return Path(os.environ["CONVHUB_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convhub"
