@@ -62,6 +62,8 @@ def encode(value: Any) -> Any:
         return {TAG: "tuple", "v": [encode(v) for v in value]}
     if isinstance(value, Path):
         return {TAG: "path", "v": str(value)}
+    if isinstance(value, bytes):
+        return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value) and TAG not in value:
             return {k: encode(v) for k, v in value.items()}
@@ -106,6 +108,8 @@ def decode(value: Any) -> Any:
         return tuple(decode(v) for v in inner)
     if tag == "path":
         return Path(inner)
+    if tag == "bytes":
+        return base64.b64decode(inner)
     if tag == "items":
         return {decode(k): decode(v) for k, v in inner}
     if tag == "npy":

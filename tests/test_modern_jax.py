@@ -72,9 +72,9 @@ def test_a_bound_linen_module_and_a_jitted_function(tmp_path):
 
 
 def test_what_is_missing_is_said_in_one_line(tmp_path):
-    with pytest.raises(convhub.UsageError, match="needs example inputs"):
+    with pytest.raises(convhub.InputError, match="nnx source needs example inputs"):
         convhub.convert(nnx_cnn(), to="tflite", output=tmp_path / "a.tflite")
-    with pytest.raises(convhub.InputError, match=r"needs its variables: pass module.bind\(variables\)"):
+    with pytest.raises(convhub.InputError, match=r"needs its variables \(pass module.bind\(variables\)"):
         convhub.convert(MLP(), to="tflite", output=tmp_path / "b.tflite", example_inputs=(np.zeros((1, 5)),))
 
 

@@ -70,8 +70,8 @@ def _function(thing: Any) -> tuple[Callable[..., Any], Callable[..., Any], str]:
         return call, type(thing).__call__, "nnx"
     if is_flax_linen_module(thing):
         if getattr(thing, "scope", None) is None:
-            raise InputError("a Flax linen module needs its variables: pass module.bind(variables), "
-                             "or convhub_jax.JaxFunction.from_flax(module, variables, inputs={...})")
+            raise InputError("a Flax module needs its variables (pass module.bind(variables) with example_inputs=..., "
+                             "or convhub_jax.JaxFunction.from_flax(module, variables, inputs={...}))")
         module, variables = thing.unbind()
         return (lambda *xs: module.apply(variables, *xs)), type(thing).__call__, "linen"
     if is_jax_function(thing):
@@ -109,8 +109,10 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     else:
         examples = options.get("example_inputs")
         if examples is None:
-            raise UsageError(f"a {kind} source needs example inputs: convert(model, ..., example_inputs=(x,))",
-                             hint="a tuple of arrays, one per positional input, as jax.export and torch.export take")
+            what = f"a bare function ({getattr(thing, '__name__', kind)}) needs its params or" if kind in (
+                "function", "jit") else f"a {kind} source needs"
+            raise InputError(f"{what} example inputs: convert(model, ..., example_inputs=(x,)), or "
+                             "convhub_jax.JaxFunction(fn, params, inputs={...})")
         if not isinstance(examples, (tuple, list)) or not examples:
             raise UsageError("example_inputs: a tuple of arrays, one per positional input")
         arrays = [np.asarray(x) for x in examples]
