@@ -750,8 +750,10 @@ def cmd_toolchains(args: argparse.Namespace) -> int:
         return "" if n is None else f"{n / 1e6:,.0f} MB"
 
     rows = [[e.name, e.python or "", e.lock_hash, size(e.size), e.state, e.reason] for e in entries]
-    _emit(args, payload, lambda: [table([Column("toolchain"), Column("python"), Column("lock"), Column("size", figure=True),
-                                         Column("state", status=True), Column("why")], rows),
+    listing = table([Column("toolchain"), Column("python"), Column("lock"), Column("size", figure=True),
+                     Column("state", status=True), Column("why")], rows) if rows else \
+        "no toolchains: no installed plugin declares one"
+    _emit(args, payload, lambda: [listing,
                                   *(f"removed {r['path']} ({size(r['size'])})" for r in removed),
                                   *failed])
     return 0 if ok else 1

@@ -288,10 +288,10 @@ def status(toolchain: Toolchain, used_by: Iterable[str] = ()) -> Status:
     python = ".".join(map(str, chosen[0][:2])) if chosen else None
     place = folder(toolchain, chosen[0]) if chosen else None
     why = unmet(toolchain)
-    if place is not None and (place / MARKER).is_file():
-        state, reason = "installed", why or ""
-    elif why is None:
+    if why is None:  # used whether or not an environment of it is installed too
         state, reason = "here", "this environment has what it needs"
+    elif place is not None and (place / MARKER).is_file():
+        state, reason = "installed", why
     elif place is None or uv() is None:
         state, reason = "unavailable", unavailable(toolchain) or ""
     elif place.exists():

@@ -165,9 +165,13 @@ class Session:
 
 
 def refuse_legacy(facts: Mapping[str, Any]) -> str | None:
-    if not facts.get("jax_export"):
-        return "this source was read through Orbax (jax2tf): its routes go through a SavedModel"
-    return None
+    """A source read through Orbax goes on through a SavedModel. Planned without a model (no
+    facts), a JAX source goes this way where Orbax is not installed (a light install)."""
+    from convhub_jax.export import orbax_installed
+
+    if facts.get("jax_export") or ("jax_source" not in facts and not orbax_installed()):
+        return None
+    return "this source was read through Orbax (jax2tf): its routes go through a SavedModel"
 
 
 def to_stablehlo(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict[str, Any]:
