@@ -156,6 +156,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     _format_flag(p, "--to", dest="target", help="target format(s), comma-separated, when not given as SRC→DST",
                  many=True)
     _format_flag(p, "--via", dest="via", help="route through this format (e.g. savedmodel); see 'convhub route'")
+    _example_inputs_flag(p)
     p.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -180,6 +181,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("reference", help="the reference model (file, directory, or file.py:NAME)")
     p.add_argument("candidates", nargs="+", metavar="CANDIDATE", help="artifacts to compare with it")
     _format_flag(p, "--from", dest="source", help="format of the reference (default: detected)")
+    _example_inputs_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -196,6 +198,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("input", nargs="?", metavar="INPUT",
                    help="plan for this model: read it (this loads its framework) and use its facts")
     _format_flag(p, "--via", dest="via", help="only routes through this format")
+    _example_inputs_flag(p)
     p.add_argument("--all", action="store_true", help="list the alternatives too")
     p.add_argument("--explain", action="store_true", help="show the facts and why each conversion can or can't be used")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -378,6 +381,25 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example_inputs_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--example-inputs", metavar="NPZ|FILE.py:NAME",
+                        help="what a JAX function or Flax module is traced with: an .npz of its positional inputs"
+                             " in order (np.savez(f, x)), or a reference to a tuple of arrays")
+
+
+def example_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """--example-inputs as a reading option; a file that is not there is refused before anything loads
+    (a reference is imported by the worker that reads the model)."""
+    from convhub import pyref, validate
+
+    given = getattr(args, "example_inputs", None)
+    if given is None:
+        return {}
+    if not pyref.looks_like_reference(given):
+        validate.data_file(Path(given), "--example-inputs")
+    return {"example_inputs": given}
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     from convhub.plugins import default_registry
 
@@ -392,7 +414,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
         with _feedback(args) as progress:
             progress(f"reading {args.input}")
-            facts = read_source(registry, args.input, registry.format(source)).facts
+            facts = read_source(registry, args.input, registry.format(source), example_inputs(args)).facts
     routes = graph.routes(source, target, facts, via)
     if not routes and not args.explain:
         graph.best(source, target, facts, via)  # raises NoRouteError with the reasons
@@ -405,6 +427,8 @@ def cmd_route(args: argparse.Namespace) -> int:
         lines.append(("bold", f"{label}{route}   (cost {route.cost:g}{', lossy' if route.lossy else ''})"))
         for hop in route.hops:
             lines.append(("", f"    {hop.source} → {hop.target}  [{hop.plugin}] {hop.description}"))
+            if (toolchain := runs_in(hop)) is not None:
+                lines.append(("dim", f"        runs in toolchain {toolchain}"))
             lines += [("yellow", f"        note: {note}") for note in route_notes(hop, facts)]
     if not routes:
         lines.append(("red", f"no usable route from {source} to {target}" + (f" through {via}" if via else "")))
@@ -433,7 +457,20 @@ def _route_json(route: Any, facts: Any) -> dict[str, Any]:
     payload: dict[str, Any] = route.to_json()
     for hop, entry in zip(route.hops, payload["hops"]):
         entry["notes"] = route_notes(hop, facts)
+        entry["toolchain"] = hop.toolchain.name if runs_in(hop) is not None else None
     return payload
+
+
+def runs_in(hop: Any) -> str | None:
+    """'NAME (installed)' or 'NAME (made on first use)' for a hop that runs in a toolchain because
+    this environment cannot serve it; None when it runs here."""
+    from convhub import toolchains
+
+    if hop.toolchain is None or toolchains.unmet(hop.toolchain) is None:
+        return None
+    place = toolchains.installed(hop.toolchain)
+    ready = place is not None and (place / toolchains.MARKER).is_file()
+    return f"{hop.toolchain.name} ({'installed' if ready else 'made on first use'})"
 
 
 def route_notes(hop: Any, facts: Any) -> list[str]:
@@ -460,7 +497,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from convhub import summary
     from convhub.pipeline import check
 
-    options = conversion_options(args, _declared())
+    options = {**conversion_options(args, _declared()), **example_inputs(args)}
     if args.report:
         _check_report_path(args.report, [args.reference, *args.candidates])
     with _feedback(args) as progress:
@@ -544,7 +581,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         outputs = {names[0]: args.output}
     else:  # several targets: -o is a folder holding <input name><suffix> for each
         outputs = outputs_in(args.output, default_output_name(model), formats)
-    options = conversion_options(args, _declared())
+    options = {**conversion_options(args, _declared()), **example_inputs(args)}
     if args.report:
         _check_report_path(args.report, [model])
     with _feedback(args) as progress:

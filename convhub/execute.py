@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from convhub import capture, parity, tasks
 from convhub.errors import ConversionError, ConvhubError, RuntimeMissing
 from convhub.graph import missing_modules
-from convhub.plan import Target, hops_of, is_set
+from convhub.plan import GENERAL_OPTIONS, Target, hops_of, is_set
 from convhub.plugins import Registry
 from convhub.provenance import Provenance
 from convhub.results import ArtifactRecord, HopKey, HopOutcome, HopStatus
@@ -268,8 +268,11 @@ class _Execution:
         fmt = self.registry.formats[hop.edge.target]
         embed = (fmt.embed, self.provenance.record(self.edges_to(key), hop.options)) if (
             self.provenance is not None and fmt.embed is not None) else None
+        options = dict(hop.options)
+        if hop.edge.toolchain is not None:  # what crosses to another Python: the options it reads, no more
+            options = {k: v for k, v in options.items() if k in hop.edge.options or k in GENERAL_OPTIONS}
         args = (hop.edge, before if before.in_memory else tasks.portable(before),
-                self.source_to_read() if hop.parent == () else None, self.destinations[key], dict(hop.options), embed)
+                self.source_to_read() if hop.parent == () else None, self.destinations[key], options, embed)
         self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env,
                     toolchain=hop.edge.toolchain)
 

@@ -374,7 +374,7 @@ def convert(model: Any, to: str, output: str | os.PathLike[str] | None = None, *
             force: bool = False, keep_failed: bool = False, keep_intermediates: str | os.PathLike[str] | None = None,
             jobs: int | None = None, timeout: float | None = None, progress: Progress | None = None,
             registry: Registry | None = None, benchmark: bool = False, save_io: str | os.PathLike[str] | None = None,
-            example_inputs: Sequence[Any] | None = None,
+            example_inputs: Sequence[Any] | str | os.PathLike[str] | None = None,
             **plugin_options: OptionValue) -> ConversionResult: ...
 
 
@@ -386,7 +386,7 @@ def convert(model: Any, to: Sequence[str], output: str | os.PathLike[str] | None
             keep_intermediates: str | os.PathLike[str] | None = None, jobs: int | None = None,
             timeout: float | None = None, progress: Progress | None = None, registry: Registry | None = None,
             benchmark: bool = False, save_io: str | os.PathLike[str] | None = None,
-            example_inputs: Sequence[Any] | None = None, **plugin_options: OptionValue) -> Results: ...
+            example_inputs: Sequence[Any] | str | os.PathLike[str] | None = None, **plugin_options: OptionValue) -> Results: ...
 
 
 def convert(
@@ -411,7 +411,7 @@ def convert(
     registry: Registry | None = None,
     benchmark: bool = False,
     save_io: str | os.PathLike[str] | None = None,
-    example_inputs: Sequence[Any] | None = None,
+    example_inputs: Sequence[Any] | str | os.PathLike[str] | None = None,
     **plugin_options: OptionValue,
 ) -> ConversionResult | Results:
     """Convert `model` to format `to`, run the result and the source on the same inputs, and
@@ -444,7 +444,8 @@ def convert(
         benchmark: also measure each artifact's latency in its runtime, and the source's.
         save_io: an .npz to write the check's inputs and the source's outputs on them to.
         example_inputs: for a source traced from its inputs (a JAX function, a Flax module), a
-            tuple of arrays, one per positional input, as `jax.export` and `torch.export` take.
+            tuple of arrays, one per positional input, as `jax.export` and `torch.export` take;
+            or, as on the command line, an .npz of them in order or a `file.py:NAME` reference.
 
     Returns:
         A ConversionResult (`.summary()`, `.to_json()`, `.raise_for_status()`), or Results, a
@@ -464,7 +465,8 @@ def convert(
     targets = [registry.format(t).name for t in ([to] if isinstance(to, str) else to)]
     given: dict[str, Any] = {**(options or {}), **_keyword_options(registry, plugin_options)}
     if example_inputs is not None:  # read by the source's format (a JAX function, a Flax module)
-        given["example_inputs"] = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else example_inputs
+        given["example_inputs"] = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (
+            os.fspath(example_inputs) if isinstance(example_inputs, os.PathLike) else example_inputs)
     made = None
     if many or output is None:
         if output is None:

@@ -10,38 +10,13 @@ import convhub
 from convhub import toolchains
 
 jax = pytest.importorskip("jax")
-nnx = pytest.importorskip("flax.nnx")
-linen = pytest.importorskip("flax.linen")
-import jax.numpy as jnp  # noqa: E402
+pytest.importorskip("flax.nnx")
 
 from convhub_jax import LITERT_CONVERTER  # noqa: E402
+from light_env.models import MLP, linen_variables, nnx_cnn  # noqa: E402
 
 pytestmark = pytest.mark.skipif(toolchains.unavailable(LITERT_CONVERTER) is not None,
                                 reason="no Python or uv for the litert-converter toolchain")
-
-
-class CNN(nnx.Module):
-    def __init__(self, rngs):
-        self.conv = nnx.Conv(3, 8, kernel_size=(3, 3), rngs=rngs)
-        self.bn = nnx.BatchNorm(8, rngs=rngs)
-        self.fc = nnx.Linear(8, 4, rngs=rngs)
-
-    def __call__(self, image):
-        return self.fc(nnx.relu(self.bn(self.conv(image))).mean(axis=(1, 2)))
-
-
-class MLP(linen.Module):
-    @linen.compact
-    def __call__(self, features):
-        return linen.Dense(3)(linen.tanh(linen.Dense(16)(features)))
-
-
-def nnx_cnn():
-    model = CNN(nnx.Rngs(0))
-    model.bn.mean.value = jnp.linspace(-0.2, 0.2, 8)  # live running statistics, so BatchNorm matters
-    model.bn.var.value = jnp.linspace(0.5, 1.5, 8)
-    model.fc.bias.value = jnp.linspace(-1, 1, 4)
-    return model
 
 
 def test_an_nnx_cnn_with_batchnorm_to_tflite_with_a_dynamic_batch(tmp_path):
@@ -61,9 +36,7 @@ def test_an_nnx_cnn_with_batchnorm_to_tflite_with_a_dynamic_batch(tmp_path):
 
 def test_a_bound_linen_module_and_a_jitted_function(tmp_path):
     x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
-    module = MLP()
-    variables = module.init(jax.random.key(0), x)
-    variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # biases are zero at init
+    module, variables = MLP(), linen_variables()
     bound = convhub.convert(module.bind(variables), to="tflite", output=tmp_path / "mlp.tflite", example_inputs=(x,))
     assert bound.ok and bound.facts["jax_source"] == "linen"
     jitted = convhub.convert(jax.jit(lambda features: module.apply(variables, features) * 2), to="tflite",
@@ -78,13 +51,28 @@ def test_what_is_missing_is_said_in_one_line(tmp_path):
         convhub.convert(MLP(), to="tflite", output=tmp_path / "b.tflite", example_inputs=(np.zeros((1, 5)),))
 
 
-def test_the_toolchain_is_listed_and_a_second_run_pays_nothing_for_it(tmp_path):
+def test_the_command_line_takes_example_inputs_as_an_npz_or_a_reference(tmp_path):
+    """`--example-inputs`: an .npz of the positional inputs in order, or a file.py:NAME reference
+    (imported by the worker that reads the model); a missing file is refused before anything loads."""
+    import json
     import time
 
-    x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype(np.float32)
-    convhub.convert(nnx_cnn(), to="tflite", output=tmp_path / "one.tflite", example_inputs=(x,))
+    from conftest import ROOT, run_cli
+    from light_env.models import IMAGE
+
+    models = ROOT / "tests" / "light_env" / "models.py"
+    np.savez(tmp_path / "image.npz", IMAGE)
+    proc = run_cli("convert", f"{models}:nnx_cnn", "--example-inputs", tmp_path / "image.npz", "--to", "tflite",
+                   "-o", tmp_path / "cnn.tflite", "--json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)["results"][0]
+    assert report["ok"] and report["route"] == ["jax", "stablehlo", "tflite"] and report["parity"][-1]["passed"]
     started = time.perf_counter()
-    toolchains.ensure(LITERT_CONVERTER)  # what a second conversion pays for its toolchain
+    toolchains.ensure(LITERT_CONVERTER)  # what the next conversion pays to find its toolchain
     assert time.perf_counter() - started < 1.0
-    status = toolchains.status(LITERT_CONVERTER)
-    assert status.state in ("installed", "here") and status.python
+    proc = run_cli("route", "jax→tflite", f"{models}:nnx_cnn", "--example-inputs", f"{models}:image_inputs",
+                   "--explain", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["facts"]["inputs"][0]["shape"] == [2, 8, 8, 3]
+    proc = run_cli("convert", f"{models}:nnx_cnn", "--example-inputs", tmp_path / "none.npz", "--to", "tflite",
+                   "-o", tmp_path / "b.tflite")
+    assert proc.returncode == 2 and "none.npz" in proc.stderr and "loading" not in proc.stderr

@@ -83,3 +83,13 @@ def test_what_cannot_cross_is_refused_in_one_line():
         wire.encode(np.array([object()]))
     value = {"t": (1, 2.5, None), "p": toolchains.root(), 3: "int key", "f": np.float32(1.5)}
     assert wire.loads(wire.dumps(value)) == {**value, "f": 1.5}
+
+
+def test_with_no_toolchain_declared_the_listing_says_so(monkeypatch, capsys):
+    from convhub import cli, plugins
+
+    monkeypatch.setattr(plugins, "default_registry", lambda: plugins.build_registry(entry_points=False))
+    assert cli.main(["toolchains"]) == 0
+    assert capsys.readouterr().out.strip() == "no toolchains: no installed plugin declares one"
+    assert cli.main(["toolchains", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["toolchains"] == []

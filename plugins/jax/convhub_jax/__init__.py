@@ -123,6 +123,7 @@ def convhub_conversions():
             toolchain=ONNX2TF,
             cost=8.0,
             refuse=onnx2tf.refuse,
+            notes=onnx2tf.notes,
             description="onnx2tf on TensorFlow 2.21 (its own toolchain), channels-last inputs kept as they are",
         ),
     ]

@@ -11,6 +11,7 @@ reference is the JAX function itself, jit-compiled here.
 from __future__ import annotations
 
 import inspect
+import os
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,10 +112,9 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
         if examples is None:
             what = f"a bare function ({getattr(thing, '__name__', kind)}) needs its params or" if kind in (
                 "function", "jit") else f"a {kind} source needs"
-            raise InputError(f"{what} example inputs: convert(model, ..., example_inputs=(x,)), or "
-                             "convhub_jax.JaxFunction(fn, params, inputs={...})")
-        if not isinstance(examples, (tuple, list)) or not examples:
-            raise UsageError("example_inputs: a tuple of arrays, one per positional input")
+            raise InputError(f"{what} example inputs: convert(model, ..., example_inputs=(x,)) (on the command line"
+                             " --example-inputs x.npz or file.py:NAME), or convhub_jax.JaxFunction(fn, params, inputs={...})")
+        examples = given_examples(examples)
         arrays = [np.asarray(x) for x in examples]
         names = _names(named_by, len(arrays), kind in ("nnx", "linen"))
         dims = [[BATCH if dynamic and i == 0 else d for i, d in enumerate(a.shape)] for a in arrays]
@@ -132,6 +132,32 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     model = Exported(fn, inputs, outputs, exported, kind)
     return Artifact("jax", model=model, facts={**input_facts(inputs), "outputs": outputs, "jax_export": True,
                                                "jax_source": kind, "jax_version": jax.__version__})
+
+
+def given_examples(examples: Any) -> Sequence[Any]:
+    """The example inputs as a sequence of arrays: as given, or from what the command line names,
+    an .npz (its arrays in the order they were saved: np.savez(f, x, y)) or a `file.py:NAME`
+    reference to a tuple of arrays (imported here, in the worker that reads the model)."""
+    import numpy as np
+
+    if isinstance(examples, (str, os.PathLike)):
+        from convhub import pyref
+
+        text = os.fspath(examples)
+        if pyref.looks_like_reference(text):
+            examples = pyref.load(text)
+        else:
+            try:
+                with np.load(text, allow_pickle=False) as npz:
+                    examples = [npz[name] for name in npz.files]
+            except (OSError, ValueError) as exc:
+                raise InputError(f"--example-inputs {text}: not an .npz of arrays or a file.py:NAME reference"
+                                 f" ({type(exc).__name__}: {exc})") from None
+    if hasattr(examples, "shape") and hasattr(examples, "dtype"):
+        examples = (examples,)  # one array: the one input
+    if not isinstance(examples, (tuple, list)) or not examples:
+        raise UsageError("example_inputs: a tuple of arrays, one per positional input")
+    return examples
 
 
 def _output_names(structure: Any) -> list[str]:
