@@ -344,15 +344,18 @@ def remove(place: Path) -> int:
 
 def prune(keep: Iterable[Toolchain]) -> list[tuple[Path, int]]:
     """Remove every environment under root() that no declared toolchain uses any more (an old
-    lock, an uninstalled plugin) or that is half made; returns what went and its size."""
-    wanted = {p.name for t in keep if (p := installed(t)) is not None}
+    lock, an uninstalled plugin) or that is half made; returns what went and its size. An
+    environment of a declared lock for another Python stays: another installation (a 3.13
+    environment beside this 3.12 one) may use it."""
+    wanted = {(t.name, lock_hash(t)) for t in keep}
     removed: list[tuple[Path, int]] = []
     if not root().is_dir():
         return removed
     for place in sorted(root().iterdir()):
         if not place.is_dir():
             continue
-        if place.name in wanted and (place / MARKER).is_file():
+        named = re.fullmatch(r"(.+)-py\d+\.\d+-([0-9a-f]{12})", place.name)
+        if named is not None and named.groups() in wanted and (place / MARKER).is_file():
             continue
         with open(root() / f"{place.name}.lock", "w") as lock:
             try:

@@ -93,3 +93,13 @@ def test_with_no_toolchain_declared_the_listing_says_so(monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == "no toolchains: no installed plugin declares one"
     assert cli.main(["toolchains", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["toolchains"] == []
+
+
+def test_pruning_keeps_a_declared_lock_s_environment_for_another_python(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVHUB_TOOLCHAINS", str(tmp_path))
+    other = tmp_path / f"probe-py3.10-{toolchains.lock_hash(PROBE)}"  # made by an installation on Python 3.10
+    other.mkdir()
+    (other / toolchains.MARKER).write_text("{}")
+    half = tmp_path / f"probe-py3.9-{toolchains.lock_hash(PROBE)}"
+    half.mkdir()  # no marker: half made
+    assert [p.name for p, _ in toolchains.prune([PROBE])] == [half.name] and other.is_dir()
