@@ -263,6 +263,27 @@ def bridge(*modules: str) -> Path:
         return _bridge
 
 
+def versions(toolchain: Toolchain) -> dict[str, str]:
+    """What a hop run in this toolchain ran with, for the provenance record: the toolchain (its
+    lock's hash and Python) and its requirements' exact versions, read from the lock (the
+    environment is made from it), the markers judged for the Python it gets."""
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    chosen = interpreter_for(toolchain)
+    python = ".".join(map(str, chosen[0])) if chosen else platform.python_version()
+    scope = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
+    wanted = {canonicalize_name(Requirement(r).name) for r in toolchain.requirements}
+    found = {f"toolchain {toolchain.name}": f"lock {lock_hash(toolchain)}, Python {scope['python_version']}"}
+    for line in toolchain.lock.read_text().splitlines():
+        pin, _, marker = line.split("#")[0].partition(";")
+        name, sep, version = pin.strip().partition("==")
+        if sep and canonicalize_name(name) in wanted and (not marker.strip() or Marker(marker).evaluate(scope)):
+            found[name] = version.strip()
+    return found
+
+
 # --- Listing, checking, pruning -------------------------------------------------------------------
 
 @dataclass
