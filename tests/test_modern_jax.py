@@ -32,6 +32,11 @@ def test_an_nnx_cnn_with_batchnorm_to_tflite_with_a_dynamic_batch(tmp_path):
     model = nnx_cnn()
     model.eval()
     np.testing.assert_allclose(runner(image=x5)["output_0"], model(x5), atol=1e-5)
+    # The provenance names what the toolchain hop ran with, not this environment's packages.
+    import json
+
+    ran = json.dumps(json.loads((tmp_path / "cnn.tflite.convhub.json").read_text()))
+    assert "toolchain litert-converter" in ran and "litert-converter" in ran, ran[:400]
 
 
 def test_a_bound_linen_module_and_a_jitted_function(tmp_path):
