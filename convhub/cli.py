@@ -46,6 +46,8 @@ EXAMPLES = {
               "convhub batch convhub.toml -o out/ --dry-run",
               "convhub batch pyproject.toml -o out/ --executor ray --address HOST:6379 --json"],
     "cache": ["convhub cache info", "convhub cache clear --unused-for 30"],
+    "toolchains": ["convhub toolchains", "convhub toolchains --all     # install every one now (CI images, offline)",
+                   "convhub toolchains --check --prune --json"],
     "completion": ['eval "$(convhub completion bash)"     # in ~/.bashrc',
                    'eval "$(convhub completion zsh)"      # in ~/.zshrc',
                    "convhub completion fish > ~/.config/fish/completions/convhub.fish"],
@@ -154,6 +156,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     _format_flag(p, "--to", dest="target", help="target format(s), comma-separated, when not given as SRC→DST",
                  many=True)
     _format_flag(p, "--via", dest="via", help="route through this format (e.g. savedmodel); see 'convhub route'")
+    _example_inputs_flag(p)
     p.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -178,6 +181,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("reference", help="the reference model (file, directory, or file.py:NAME)")
     p.add_argument("candidates", nargs="+", metavar="CANDIDATE", help="artifacts to compare with it")
     _format_flag(p, "--from", dest="source", help="format of the reference (default: detected)")
+    _example_inputs_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -194,6 +198,7 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("input", nargs="?", metavar="INPUT",
                    help="plan for this model: read it (this loads its framework) and use its facts")
     _format_flag(p, "--via", dest="via", help="only routes through this format")
+    _example_inputs_flag(p)
     p.add_argument("--all", action="store_true", help="list the alternatives too")
     p.add_argument("--explain", action="store_true", help="show the facts and why each conversion can or can't be used")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -235,6 +240,12 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
                 " Imports only what each format needs.")
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifacts or folders of them")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p = command("toolchains", "list the environments converters run in; install, check or prune them")
+    p.add_argument("--all", action="store_true", help="install every toolchain this environment cannot serve")
+    p.add_argument("--check", action="store_true", help="start each installed one and compare it with its lock")
+    p.add_argument("--prune", action="store_true", help="remove environments no installed plugin uses any more")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
     p = command("completion", "print the shell completion script for bash, zsh or fish",
                 "Print a script that completes convhub's commands, flags and the installed formats.")
@@ -370,6 +381,25 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example_inputs_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--example-inputs", metavar="NPZ|FILE.py:NAME",
+                        help="what a JAX function or Flax module is traced with: an .npz of its positional inputs"
+                             " in order (np.savez(f, x)), or a reference to a tuple of arrays")
+
+
+def example_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """--example-inputs as a reading option; a file that is not there is refused before anything loads
+    (a reference is imported by the worker that reads the model)."""
+    from convhub import pyref, validate
+
+    given = getattr(args, "example_inputs", None)
+    if given is None:
+        return {}
+    if not pyref.looks_like_reference(given):
+        validate.data_file(Path(given), "--example-inputs")
+    return {"example_inputs": given}
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     from convhub.plugins import default_registry
 
@@ -384,7 +414,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
         with _feedback(args) as progress:
             progress(f"reading {args.input}")
-            facts = read_source(registry, args.input, registry.format(source)).facts
+            facts = read_source(registry, args.input, registry.format(source), example_inputs(args)).facts
     routes = graph.routes(source, target, facts, via)
     if not routes and not args.explain:
         graph.best(source, target, facts, via)  # raises NoRouteError with the reasons
@@ -397,6 +427,8 @@ def cmd_route(args: argparse.Namespace) -> int:
         lines.append(("bold", f"{label}{route}   (cost {route.cost:g}{', lossy' if route.lossy else ''})"))
         for hop in route.hops:
             lines.append(("", f"    {hop.source} → {hop.target}  [{hop.plugin}] {hop.description}"))
+            if (toolchain := runs_in(hop)) is not None:
+                lines.append(("dim", f"        runs in toolchain {toolchain}"))
             lines += [("yellow", f"        note: {note}") for note in route_notes(hop, facts)]
     if not routes:
         lines.append(("red", f"no usable route from {source} to {target}" + (f" through {via}" if via else "")))
@@ -425,7 +457,20 @@ def _route_json(route: Any, facts: Any) -> dict[str, Any]:
     payload: dict[str, Any] = route.to_json()
     for hop, entry in zip(route.hops, payload["hops"]):
         entry["notes"] = route_notes(hop, facts)
+        entry["toolchain"] = hop.toolchain.name if runs_in(hop) is not None else None
     return payload
+
+
+def runs_in(hop: Any) -> str | None:
+    """'NAME (installed)' or 'NAME (made on first use)' for a hop that runs in a toolchain because
+    this environment cannot serve it; None when it runs here."""
+    from convhub import toolchains
+
+    if hop.toolchain is None or toolchains.unmet(hop.toolchain) is None:
+        return None
+    place = toolchains.installed(hop.toolchain)
+    ready = place is not None and (place / toolchains.MARKER).is_file()
+    return f"{hop.toolchain.name} ({'installed' if ready else 'made on first use'})"
 
 
 def route_notes(hop: Any, facts: Any) -> list[str]:
@@ -452,7 +497,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from convhub import summary
     from convhub.pipeline import check
 
-    options = conversion_options(args, _declared())
+    options = {**conversion_options(args, _declared()), **example_inputs(args)}
     if args.report:
         _check_report_path(args.report, [args.reference, *args.candidates])
     with _feedback(args) as progress:
@@ -536,7 +581,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         outputs = {names[0]: args.output}
     else:  # several targets: -o is a folder holding <input name><suffix> for each
         outputs = outputs_in(args.output, default_output_name(model), formats)
-    options = conversion_options(args, _declared())
+    options = {**conversion_options(args, _declared()), **example_inputs(args)}
     if args.report:
         _check_report_path(args.report, [model])
     with _feedback(args) as progress:
@@ -697,10 +742,64 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_toolchains(args: argparse.Namespace) -> int:
+    """Every toolchain the installed plugins declare, with its Python, lock hash, size and state;
+    --all installs the missing ones, --check verifies the installed ones, --prune removes the rest."""
+    from convhub import toolchains
+    from convhub.plugins import default_registry
+    from convhub.table import Column, table
+
+    registry = default_registry()
+    declared: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+    users = [*((c.toolchain, f"{c.plugin}: {c.name}") for c in registry.conversions),
+             *((r.toolchain, f"{r.plugin}: {r.name} runner") for rs in registry.runners.values() for r in rs)]
+    for toolchain, label in users:
+        if toolchain is not None:
+            key = (toolchain.name, toolchains.lock_hash(toolchain))
+            declared.setdefault(key, (toolchain, []))[1].append(label)
+    failed: list[str] = []
+    removed: list[dict[str, Any]] = []
+    with _feedback(args) as feedback:
+        for toolchain, _ in declared.values():
+            if args.all and toolchains.unmet(toolchain) is not None and toolchains.unavailable(toolchain) is None:
+                feedback(f"toolchain {toolchain.name}")
+                try:
+                    toolchains.ensure(toolchain, feedback.detail)
+                except ConvhubError as exc:
+                    failed.append(str(exc))
+    entries = []
+    for toolchain, used_by in declared.values():
+        entry = toolchains.status(toolchain, used_by)
+        if args.check and entry.state == "installed":
+            why = toolchains.check(toolchain)
+            if why is not None:
+                entry.state, entry.reason = "broken", why
+                failed.append(f"toolchain {toolchain.name}: {why}")
+        entries.append(entry)
+    if args.prune:
+        removed = [{"path": str(path), "size": size} for path, size in
+                   toolchains.prune(t for t, _ in declared.values())]
+    ok = not failed
+    payload = {"ok": ok, "root": str(toolchains.root()), "toolchains": [e.to_json() for e in entries],
+               "removed": removed, "error": "; ".join(failed) or None}
+
+    def size(n: int | None) -> str:
+        return "" if n is None else f"{n / 1e6:,.0f} MB"
+
+    rows = [[e.name, e.python or "", e.lock_hash, size(e.size), e.state, e.reason] for e in entries]
+    listing = table([Column("toolchain"), Column("python"), Column("lock"), Column("size", figure=True),
+                     Column("state", status=True), Column("why")], rows) if rows else \
+        "no toolchains: no installed plugin declares one"
+    _emit(args, payload, lambda: [listing,
+                                  *(f"removed {r['path']} ({size(r['size'])})" for r in removed),
+                                  *failed])
+    return 0 if ok else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "convert": cmd_convert, "check": cmd_check, "route": cmd_route, "formats": cmd_formats, "plugins": cmd_plugins,
     "matrix": cmd_matrix, "demo": cmd_demo, "inspect": cmd_inspect, "completion": cmd_completion,
-    "batch": cmd_batch, "cache": cmd_cache}
+    "batch": cmd_batch, "cache": cmd_cache, "toolchains": cmd_toolchains}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from convhub import capture, parity, tasks
-from convhub.errors import ConvhubError, RuntimeMissing
+from convhub.errors import ConversionError, ConvhubError, RuntimeMissing
 from convhub.graph import missing_modules
-from convhub.plan import Target, hops_of, is_set
+from convhub.plan import GENERAL_OPTIONS, Target, hops_of, is_set
 from convhub.plugins import Registry
 from convhub.provenance import Provenance
 from convhub.results import ArtifactRecord, HopKey, HopOutcome, HopStatus
-from convhub.types import Artifact, Conversion, Format
+from convhub.types import Artifact, Conversion, Format, Toolchain
 from convhub.workers import DEFAULT_TIMEOUT, Pool, WorkerFailed
 
 Progress = Callable[[str], None]
@@ -37,9 +37,16 @@ class Runtime:
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], *, local: bool = False,
              env: Mapping[str, str] | None = None, warm_spare: bool = False,
-             on_note: Callable[[str], None] | None = None) -> Any:
+             on_note: Callable[[str], None] | None = None, toolchain: Toolchain | None = None) -> Any:
         if not local:
-            return self.pool.call(fn, args, env=env, timeout=self.timeout, warm_spare=warm_spare, on_note=on_note)
+            return self.pool.call(fn, args, env=env, timeout=self.timeout, warm_spare=warm_spare, on_note=on_note,
+                                  toolchain=toolchain)
+        if toolchain is not None:
+            from convhub import toolchains
+
+            why = toolchains.unmet(toolchain)
+            if why is not None:  # an in-memory model cannot go to another environment
+                raise ConversionError(f"it runs beside the in-memory model, and toolchain {toolchain.name} {why}")
         with capture.native_output() as log:
             try:
                 return fn(*args)
@@ -196,19 +203,19 @@ class _Execution:
         return key
 
     def submit(self, kind: str, key: HopKey, fn: Callable[..., Any], args: tuple[Any, ...], *, local: bool,
-               env: Mapping[str, str] | None) -> None:
+               env: Mapping[str, str] | None, toolchain: Toolchain | None = None) -> None:
         if local:
             # In this thread, one at a time: capturing redirects the process's stdout and stderr,
             # which overlapping captures in other threads would leave pointing at a log file,
             # and a converter may call convhub again. Ctrl-C raises here, at once.
             future: cf.Future[Any] = cf.Future()
             try:
-                future.set_result(self.runtime.call(fn, args, local=True))
+                future.set_result(self.runtime.call(fn, args, local=True, toolchain=toolchain))
             except Exception as exc:  # noqa: BLE001 - handled with the other outcomes
                 future.set_exception(exc)
         else:
             future = self.threads.submit(self.runtime.call, fn, args, local=False, env=env,
-                                         on_note=details_of(self.progress))
+                                         on_note=details_of(self.progress), toolchain=toolchain)
         self.pending[future] = (kind, key)
 
     def source_to_read(self) -> tuple[Format | None, dict[str, Any]]:
@@ -230,7 +237,8 @@ class _Execution:
         source = self.source
         args = (runner, source if source.in_memory else tasks.portable(source),
                 self.source_to_read(), self.seed, self.inputs, self.batch, self.benchmark)
-        self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env)
+        self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env,
+                    toolchain=runner.toolchain)
 
     def reference_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         name = self.runners[()]
@@ -260,9 +268,13 @@ class _Execution:
         fmt = self.registry.formats[hop.edge.target]
         embed = (fmt.embed, self.provenance.record(self.edges_to(key), hop.options)) if (
             self.provenance is not None and fmt.embed is not None) else None
+        options = dict(hop.options)
+        if hop.edge.toolchain is not None:  # what crosses to another Python: the options it reads, no more
+            options = {k: v for k, v in options.items() if k in hop.edge.options or k in GENERAL_OPTIONS}
         args = (hop.edge, before if before.in_memory else tasks.portable(before),
-                self.source_to_read() if hop.parent == () else None, self.destinations[key], dict(hop.options), embed)
-        self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env)
+                self.source_to_read() if hop.parent == () else None, self.destinations[key], options, embed)
+        self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env,
+                    toolchain=hop.edge.toolchain)
 
     def hop_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         hop = self.hops[key]
@@ -358,7 +370,7 @@ class _Execution:
         self.progress(f"checking {artifact.format} with {runner.name}")
         args = (runner, artifact, self.reference["feeds"], self.reference["specs"], self.benchmark)
         self.check_seconds[key] = time.perf_counter()
-        self.submit("check", key, tasks.run_candidate, args, local=False, env=runner.env)
+        self.submit("check", key, tasks.run_candidate, args, local=False, env=runner.env, toolchain=runner.toolchain)
 
     def check_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         artifact, name = self.artifact_of(key), self.runners[key]

@@ -76,6 +76,10 @@ class RouteGraph:
     def blocked(self, edge: Conversion, facts: Mapping[str, Any] | None = None) -> str | None:
         """Why this edge cannot be used for a model with these facts, or None if it can."""
         missing = missing_modules(edge.requires)
+        if missing and edge.toolchain is not None:  # then it runs in the toolchain's own environment
+            from convhub.toolchains import unavailable
+
+            missing = [] if unavailable(edge.toolchain) is None else missing
         if missing:
             return f"needs {', '.join(repr(m) for m in missing)}, not installed"
         if facts is not None and edge.refuse is not None:

@@ -374,6 +374,7 @@ def convert(model: Any, to: str, output: str | os.PathLike[str] | None = None, *
             force: bool = False, keep_failed: bool = False, keep_intermediates: str | os.PathLike[str] | None = None,
             jobs: int | None = None, timeout: float | None = None, progress: Progress | None = None,
             registry: Registry | None = None, benchmark: bool = False, save_io: str | os.PathLike[str] | None = None,
+            example_inputs: Sequence[Any] | str | os.PathLike[str] | None = None,
             **plugin_options: OptionValue) -> ConversionResult: ...
 
 
@@ -385,7 +386,7 @@ def convert(model: Any, to: Sequence[str], output: str | os.PathLike[str] | None
             keep_intermediates: str | os.PathLike[str] | None = None, jobs: int | None = None,
             timeout: float | None = None, progress: Progress | None = None, registry: Registry | None = None,
             benchmark: bool = False, save_io: str | os.PathLike[str] | None = None,
-            **plugin_options: OptionValue) -> Results: ...
+            example_inputs: Sequence[Any] | str | os.PathLike[str] | None = None, **plugin_options: OptionValue) -> Results: ...
 
 
 def convert(
@@ -410,6 +411,7 @@ def convert(
     registry: Registry | None = None,
     benchmark: bool = False,
     save_io: str | os.PathLike[str] | None = None,
+    example_inputs: Sequence[Any] | str | os.PathLike[str] | None = None,
     **plugin_options: OptionValue,
 ) -> ConversionResult | Results:
     """Convert `model` to format `to`, run the result and the source on the same inputs, and
@@ -441,6 +443,9 @@ def convert(
         registry: the plugins to use (default: every installed one).
         benchmark: also measure each artifact's latency in its runtime, and the source's.
         save_io: an .npz to write the check's inputs and the source's outputs on them to.
+        example_inputs: for a source traced from its inputs (a JAX function, a Flax module), a
+            tuple of arrays, one per positional input, as `jax.export` and `torch.export` take;
+            or, as on the command line, an .npz of them in order or a `file.py:NAME` reference.
 
     Returns:
         A ConversionResult (`.summary()`, `.to_json()`, `.raise_for_status()`), or Results, a
@@ -458,7 +463,10 @@ def convert(
     if many and (not isinstance(to, Sequence) or not all(isinstance(t, str) for t in to)):
         raise UsageError(f"to: a format name or a list of them, not {to!r}")
     targets = [registry.format(t).name for t in ([to] if isinstance(to, str) else to)]
-    options = {**(options or {}), **_keyword_options(registry, plugin_options)}
+    given: dict[str, Any] = {**(options or {}), **_keyword_options(registry, plugin_options)}
+    if example_inputs is not None:  # read by the source's format (a JAX function, a Flax module)
+        given["example_inputs"] = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (
+            os.fspath(example_inputs) if isinstance(example_inputs, os.PathLike) else example_inputs)
     made = None
     if many or output is None:
         if output is None:
@@ -472,7 +480,7 @@ def convert(
     try:
         results = Results(run_many(
             model, targets, outputs, source=source, force=force, check=check, seed=seed, inputs=inputs, atol=atol,
-            rtol=rtol, keep_failed=keep_failed, keep_intermediates=keep_intermediates, options=options, jobs=jobs,
+            rtol=rtol, keep_failed=keep_failed, keep_intermediates=keep_intermediates, options=given, jobs=jobs,
             timeout=timeout, progress=progress or _quiet, registry=registry, via=via, benchmark=benchmark,
             save_io=save_io))
     except BaseException:
@@ -487,7 +495,8 @@ def convert(
 
 # convert()'s own parameters: a keyword argument that is none of them must be a plugin option.
 _PARAMETERS = ("source", "via", "options", "inputs", "seed", "atol", "rtol", "check", "force", "keep_failed",
-               "keep_intermediates", "jobs", "timeout", "progress", "registry", "benchmark", "save_io")
+               "keep_intermediates", "jobs", "timeout", "progress", "registry", "benchmark", "save_io",
+               "example_inputs")
 
 
 def _keyword_options(registry: Registry, given: Mapping[str, OptionValue]) -> dict[str, OptionValue]:

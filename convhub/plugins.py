@@ -273,11 +273,13 @@ class Registry:
         return found
 
     def runner(self, fmt: str) -> Runner | None:
-        """The first runner for a format whose modules are installed."""
+        """The first runner for a format whose modules are installed, here or in its toolchain."""
         from convhub.graph import missing_modules
+        from convhub.toolchains import unavailable
 
         for runner in self.runners.get(fmt, []):
-            if not missing_modules(runner.requires):
+            if not missing_modules(runner.requires) or (
+                    runner.toolchain is not None and unavailable(runner.toolchain) is None):
                 return runner
         return None
 

@@ -133,6 +133,12 @@ class Provenance:
                 runtime = {str(k): str(v) for k, v in runner.versions().items()}
             except Exception as exc:  # noqa: BLE001 - a plugin's bug costs this line only
                 runtime = {runner.name: f"unknown ({type(exc).__name__}: {exc})"}
+        from convhub import toolchains
+
+        # A hop or runner in a toolchain ran with the toolchain's packages, not this environment's.
+        elsewhere = [t for t in (*(e.toolchain for e in edges), runner.toolchain if runner else None)
+                     if t is not None and toolchains.unmet(t) is not None]
+        runtime.update({k: v for t in elsewhere for k, v in toolchains.versions(t).items()})
         return {
             **self.base,
             "format": target,

@@ -75,6 +75,41 @@ class Session(Protocol):
         """Run on inputs keyed by the names in `inputs`; return outputs in signature order."""
 
 
+@dataclass(frozen=True)
+class Toolchain:
+    """The environment a conversion or a runner needs, when it is not the caller's own.
+
+    requirements: what the hop needs, as PEP 508 requirements ("tensorflow==2.21.*"); the
+              caller's environment serves the hop when it satisfies them all and `python`.
+    lock:     a requirements file of exact pins (`uv pip compile --universal` output) shipped
+              with the plugin; otherwise convhub creates a virtual environment from it with uv
+              on first use, cached per user and keyed by the lock's hash. It must pin `pluggy`
+              and `numpy`, which convhub's worker imports.
+    python:   the Pythons it runs on, a version specifier (">=3.12"); "" for any.
+    """
+
+    name: str
+    requirements: tuple[str, ...]
+    lock: Path
+    python: str = ""
+    description: str = ""
+
+    @classmethod
+    def from_files(cls, name: str, requirements: Path, python: str = "", description: str = "") -> Toolchain:
+        """A toolchain whose requirements are the lines of `requirements` (a requirements.in) and
+        whose lock is the file beside it with the suffix .txt (what `uv pip compile` wrote)."""
+        lines = [line.split("#")[0].strip() for line in Path(requirements).read_text().splitlines()]
+        return cls(name, tuple(line for line in lines if line), Path(requirements).with_suffix(".txt"), python,
+                   description)
+
+    def __post_init__(self) -> None:
+        _check_name("toolchain", self.name)
+        object.__setattr__(self, "requirements", tuple(self.requirements))
+        object.__setattr__(self, "lock", Path(self.lock))
+        if not self.lock.is_file():
+            raise ValueError(f"toolchain {self.name!r}: its lock {self.lock} is not a file")
+
+
 CALIBRATION = "<calibration data>"  # in a Format's modes: the model's own calibration .npz
 
 
@@ -161,6 +196,9 @@ class Conversion:
     notes:    notes(facts) returns what this edge will do differently for a model with these
               facts (a rewrite, a fallback), one line each; `convhub route --explain` shows them,
               so nothing an edge does to a model is hidden.
+    toolchain: the environment this edge needs when the caller's may not have it (a Toolchain):
+              the hop then runs in a worker of that environment, and everything it gets and
+              returns crosses as plain records and files (convhub.wire), never pickles.
     """
 
     source: str
@@ -178,6 +216,7 @@ class Conversion:
     env: Mapping[str, str] = field(default_factory=dict)
     notes: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
     lossy_options: tuple[str, ...] = ()
+    toolchain: Toolchain | None = None
 
     def __post_init__(self) -> None:
         _check_name("format", self.source)
@@ -197,7 +236,7 @@ class Conversion:
 class Runner:
     """Runs artifacts of one format, for the parity check.
 
-    load(artifact) returns a Session. `requires` and `env` as for Conversion.
+    load(artifact) returns a Session. `requires`, `env` and `toolchain` as for Conversion.
     versions() returns the versions of what it runs with that is no Python distribution (a
     Node.js package, the node binary), {name: version}, for the provenance record; Python
     distributions are found from `requires`.
@@ -210,6 +249,7 @@ class Runner:
     plugin: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
     versions: Callable[[], Mapping[str, str]] | None = None
+    toolchain: Toolchain | None = None
 
     def __post_init__(self) -> None:
         _check_name("format", self.format)

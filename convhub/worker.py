@@ -1,7 +1,9 @@
-"""The child side of a supervised worker: `python -m convhub.worker FD`.
+"""The child side of a supervised worker: `python -m convhub.worker [--wire] FD`.
 
 A worker runs one call at a time for the supervisor (`convhub.workers`): a function and its
 arguments arrive pickled over the socket FD, the return value (or what it raised) goes back.
+With --wire the worker runs another Python than the supervisor's (a toolchain's), and calls
+and replies travel as plain JSON records instead (convhub.wire): nothing is unpickled there.
 Frameworks loaded by one call stay loaded for the next, so one TensorFlow import serves every
 TensorFlow hop and runner of a run. stdout and stderr are a log file the supervisor reads when
 a call fails, so the frameworks' chatter never reaches the user's terminal or `--json` output.
@@ -16,9 +18,7 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
-
-import cloudpickle
+from typing import Any, Callable
 
 
 def _die_with_parent() -> None:
@@ -45,14 +45,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def serve(conn: Connection) -> None:
+def serve(conn: Connection, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
     from convhub import errors, status
 
     sending = threading.Lock()
 
     def note(text: str) -> None:  # what a long step is busy with, for the supervisor's display
         with sending:
-            conn.send_bytes(cloudpickle.dumps(("note", text)))
+            conn.send_bytes(dumps(("note", text)))
 
     status.listen(note)
     status.announce_slow_imports()
@@ -61,7 +61,10 @@ def serve(conn: Connection) -> None:
             message = conn.recv_bytes()
         except EOFError:  # the supervisor closed the connection: time to go
             return
-        fn, args = cloudpickle.loads(message)
+        try:
+            fn, args = loads(message)
+        except Exception as exc:  # noqa: BLE001 - e.g. a module of the call that does not import here
+            fn, args = _raise, (exc,)
         try:
             reply: tuple[Any, ...] = ("ok", fn(*args))
         except BaseException as exc:  # noqa: BLE001 - anything, SystemExit included, is the call's failure
@@ -75,23 +78,46 @@ def serve(conn: Connection) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         try:
-            payload = cloudpickle.dumps(reply)
+            payload = dumps(reply)
         except Exception as exc:  # noqa: BLE001 - a return value that cannot travel
-            payload = cloudpickle.dumps(("error", None, f"its result cannot be sent back: {describe(exc)}", False))
+            payload = dumps(("error", None, f"its result cannot be sent back: {describe(exc)}", False))
         with sending:
             conn.send_bytes(payload)
         if reply[0] == "error" and reply[3]:
             return  # after SystemExit or KeyboardInterrupt the process state is not to be trusted
 
 
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
 def main() -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
-    conn = Connection(int(sys.argv[1]))
+    wire = sys.argv[1] == "--wire"
+    conn = Connection(int(sys.argv[-1]))
+    if wire:  # another Python: its own import path, plus the bridge on PYTHONPATH
+        from convhub import wire as codec
+
+        cwd = codec.loads(conn.recv_bytes())
+        os.chdir(cwd)
+        serve(conn, codec.dumps, _wire_loads)
+        return
+    import cloudpickle
+
     path, cwd = cloudpickle.loads(conn.recv_bytes())
     sys.path[:] = path  # the caller's import path: plugins registered in code import here too
     os.chdir(cwd)
-    serve(conn)
+    serve(conn, cloudpickle.dumps, cloudpickle.loads)
+
+
+def _wire_loads(message: bytes) -> Any:
+    import importlib
+
+    from convhub import wire as codec
+
+    importlib.invalidate_caches()  # the bridge may have a new link since the last call
+    return codec.loads(message)
 
 
 if __name__ == "__main__":

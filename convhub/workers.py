@@ -23,11 +23,14 @@ import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import cloudpickle
 
 from convhub import errors
+
+if TYPE_CHECKING:
+    from convhub.types import Toolchain
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a single hop or check may take
 MEMORY_PER_WORKER = 2 << 30  # a worker with TensorFlow loaded and a model converting
@@ -78,26 +81,55 @@ def describe_exit(returncode: int) -> str:
 
 
 class Worker:
-    """One child process, `python -m convhub.worker`, and the socket to it."""
+    """One child process, `python -m convhub.worker`, and the socket to it.
 
-    def __init__(self, env: Mapping[str, str]):
+    `python`: another interpreter (a toolchain's) than this process's; the worker then imports
+    convhub and the plugins through the bridge, and calls travel as JSON records (convhub.wire)."""
+
+    def __init__(self, env: Mapping[str, str], python: str | None = None):
         self.env = dict(env)
-        self.key = env_key(env)  # taken with the caller's environment as it is now
+        self.python = python
+        self.key = env_key(env, python)  # taken with the caller's environment as it is now
         self.log = tempfile.TemporaryFile()  # unlinked at once: nothing left on disk, whatever happens
         ours, theirs = socket.socketpair()
         verbose = bool(os.environ.get("CONVHUB_VERBOSE"))
+        command = [sys.executable, "-m", "convhub.worker", str(theirs.fileno())]
+        environ = {**os.environ, **self.env}
+        if python is not None:
+            from convhub import toolchains
+
+            command = [python, "-m", "convhub.worker", "--wire", str(theirs.fileno())]
+            # Only the bridge: the caller's PYTHONPATH holds packages built for another Python.
+            environ.update(PYTHONPATH=str(toolchains.bridge()), PYTHONNOUSERSITE="1")
+            environ.pop("VIRTUAL_ENV", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "convhub.worker", str(theirs.fileno())],
+            command,
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=None if verbose else self.log,
             stderr=None if verbose else self.log,
-            env={**os.environ, **self.env},
+            env=environ,
             start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
         )
         theirs.close()
         self.conn = Connection(ours.detach())
-        self.conn.send_bytes(cloudpickle.dumps((list(sys.path), os.getcwd())))
+        self.conn.send_bytes(self._dumps(os.getcwd()) if python else cloudpickle.dumps((list(sys.path), os.getcwd())))
+
+    def _dumps(self, value: Any) -> bytes:
+        if self.python is None:
+            return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+        from convhub import toolchains, wire
+
+        encoded = wire.encode(value)
+        toolchains.bridge(*(ref.partition(":")[0] for ref in wire.references(encoded)))
+        return wire.json_bytes(encoded)
+
+    def _loads(self, data: bytes) -> Any:
+        if self.python is None:
+            return cloudpickle.loads(data)
+        from convhub import wire
+
+        return wire.loads(data)
 
     def serves(self, key: EnvKey) -> bool:
         """Whether a call needing the environment `key` stands for can run here."""
@@ -118,7 +150,7 @@ class Worker:
         or WorkerFailed. `on_note` hears what the call says it is busy with (convhub.status)."""
         offset = os.fstat(self.log.fileno()).st_size
         try:
-            message = cloudpickle.dumps((fn, args))
+            message = self._dumps((fn, args))
         except Exception as exc:  # noqa: BLE001 - e.g. a plugin callable that cannot be pickled
             raise WorkerFailed(f"its call cannot be sent to a worker: {type(exc).__name__}: {exc}") from None
         try:
@@ -136,7 +168,7 @@ class Worker:
                 self.kill()
                 raise WorkerFailed(f"ran past the {timeout:g} s timeout (--timeout) and was stopped", log, died=True)
             try:
-                status, *reply = cloudpickle.loads(self.conn.recv_bytes())
+                status, *reply = self._loads(self.conn.recv_bytes())
             except (EOFError, OSError):
                 returncode = self.process.wait()
                 raise WorkerFailed(describe_exit(returncode), self.log_since(offset), died=True) from None
@@ -177,15 +209,20 @@ class Worker:
             self.log.close()
 
 
-def env_key(env: Mapping[str, str]) -> EnvKey:
+def env_key(env: Mapping[str, str], python: str | None = None) -> EnvKey:
     """What a call needs of a worker's environment: the caller's environment as it is now (a
     warm worker started before a change of PATH would not see it) with the settings the hop
-    asks for on top. A worker whose environment holds all of that serves the call: a runner that
-    asks for nothing runs in the worker that has TensorFlow's settings too.
+    asks for on top, and the Python it runs (a toolchain's, or this one). A worker whose
+    environment holds all of that serves the call: a runner that asks for nothing runs in the
+    worker that has TensorFlow's settings too.
     The caller's import path and working directory are part of it: a worker gets them when it
     starts, and one started before a plugin's folder joined sys.path cannot import that plugin."""
-    variables = {(k, v) for k, v in {**os.environ, **env}.items() if k not in VOLATILE}
+    variables = {(k, v) for k, v in {**os.environ, **env, PYTHON: python or sys.executable}.items()
+                 if k not in VOLATILE}
     return frozenset(variables | {("\0sys.path", "\0".join(sys.path)), ("\0cwd", os.getcwd())})
+
+
+PYTHON = "\0python"  # in an EnvKey: the interpreter (no environment variable can have this name)
 
 
 # Variables that change under a caller without changing what a worker needs: pytest's name of the
@@ -208,12 +245,20 @@ class Pool:
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), *, env: Mapping[str, str] | None = None,
              timeout: float = DEFAULT_TIMEOUT, warm_spare: bool = False,
-             on_note: Callable[[str], None] | None = None) -> Any:
+             on_note: Callable[[str], None] | None = None, toolchain: Toolchain | None = None) -> Any:
         """fn(*args) in a worker. `warm_spare`: also run it, in the background, in one more new
         worker if there is room, so that the calls that follow find two warm workers (reading
-        the source there imports the framework and loads the model while this call does)."""
-        worker = self._acquire(env or {})
-        if warm_spare:
+        the source there imports the framework and loads the model while this call does).
+        `toolchain`: the call needs that environment; a worker of this Python serves it when
+        this environment satisfies it, else one of the toolchain's own (made on first use)."""
+        python = None
+        if toolchain is not None:
+            from convhub import toolchains
+
+            if toolchains.unmet(toolchain) is not None:
+                python = str(toolchains.ensure(toolchain, on_note))
+        worker = self._acquire(env or {}, python)
+        if warm_spare and python is None:
             self._start_spare(fn, args, env or {}, timeout)
         try:
             return worker.call(fn, args, timeout, on_note)
@@ -237,11 +282,11 @@ class Pool:
 
         threading.Thread(target=warm, name="convhub-spare", daemon=True).start()
 
-    def _acquire(self, env: Mapping[str, str]) -> Worker:
+    def _acquire(self, env: Mapping[str, str], python: str | None = None) -> Worker:
         """A warm worker of these settings; a new one when there is none, or when the warm ones
         stay busy past SPAWN_AFTER (a new worker pays the framework import again, ~10 s for
         TensorFlow, which a short wait for a warm one usually beats)."""
-        key = env_key(env)
+        key = env_key(env, python)
         deadline = time.monotonic() + SPAWN_AFTER
         with self.lock:
             while True:
@@ -261,16 +306,16 @@ class Pool:
                     self.starting_keys.append(key)
                     break
                 self.lock.wait(timeout=max(0.05, deadline - time.monotonic()) if patient else None)
-        return self._start(env, key)
+        return self._start(env, key, python)
 
     def _total(self) -> int:
         """Workers alive or starting (call with the lock held)."""
         return len(self.idle) + len(self.busy) + len(self.starting_keys)
 
-    def _start(self, env: Mapping[str, str], key: EnvKey) -> Worker:
+    def _start(self, env: Mapping[str, str], key: EnvKey, python: str | None = None) -> Worker:
         """A new busy worker, in place of the `starting_keys` entry the caller added."""
         try:
-            worker = Worker(env)
+            worker = Worker(env, python)
         finally:
             with self.lock:
                 self.starting_keys.remove(key)

@@ -28,7 +28,7 @@ def test_each_hook_spec_is_documented_with_its_exact_signature(hook):
 
 
 @pytest.mark.parametrize("kind", [convhub_types.Format, convhub_types.Conversion, convhub_types.Runner,
-                                  convhub_types.Option])
+                                  convhub_types.Option, convhub_types.Toolchain])
 def test_each_field_a_plugin_sets_is_documented(kind):
     block = re.search(rf"```python\n{kind.__name__}\((.*?)\n\)\n```", DOC, re.S)
     assert block, f"no {kind.__name__}(...) block in docs/plugins.md"

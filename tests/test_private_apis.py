@@ -64,3 +64,33 @@ def test_keras_records_build_shapes_where_convhub_reads_them():
     model = Subclassed()
     model(keras.ops.zeros((1, 5)))
     assert list(model._build_shapes_dict.values()) == [(1, 5)]
+
+
+def test_litert_converter_private_entry_point_converts_stablehlo():
+    """litert-converter's private StableHLO entry point (plugins/jax/convhub_jax/litert.py), in
+    its own toolchain: the version it was verified on, and a real module through every call."""
+    import numpy as np
+
+    from convhub import toolchains, workers
+    from convhub_jax import LITERT_CONVERTER, litert
+
+    if toolchains.unavailable(LITERT_CONVERTER) is not None:
+        pytest.skip("no Python or uv for the litert-converter toolchain")
+    jax = pytest.importorskip("jax")
+    from jax import export
+
+    exported = export.export(jax.jit(lambda x: jax.numpy.tanh(x) * 2), platforms=("cpu",))(
+        jax.ShapeDtypeStruct((2, 3), np.float32))
+    pool = workers.Pool(jobs=1)
+    try:
+        assert pool.call(litert.version, toolchain=LITERT_CONVERTER) == "0.5.0"
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "m.tflite"
+            pool.call(litert.convert_bytes, (exported.mlir_module_serialized, out, ["x"], ["y"]),
+                      toolchain=LITERT_CONVERTER)
+            assert out.read_bytes()[4:8] == b"TFL3"
+    finally:
+        pool.shutdown()

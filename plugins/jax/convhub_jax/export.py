@@ -17,7 +17,8 @@ from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
 from convhub_tensorflow import frameworks
 
-from convhub_jax.sources import JaxFunction, OrbaxExport, class_from, is_flax_linen_module
+from convhub_jax import modern
+from convhub_jax.sources import JaxFunction, OrbaxExport, class_from
 
 DEFAULT_SIGNATURE = "serving_default"
 BATCH_SYMBOL = "batch"
@@ -26,12 +27,20 @@ EXPECTED = "convhub_jax.JaxFunction, convhub_jax.OrbaxExport or an orbax.export.
 
 
 def detect(thing: Any) -> bool:
-    # A bare JaxModule or Flax module is claimed too, so `read` can say what it is missing.
+    # A bare JaxModule or unbound Flax module is claimed too, so `read` can say what it is missing.
     return (
         isinstance(thing, (JaxFunction, OrbaxExport))
         or class_from(thing, "orbax.export", "ExportManager", "JaxModule")
-        or is_flax_linen_module(thing)
+        or modern.claims(thing)
     )
+
+
+def orbax_installed() -> bool:
+    """Whether the Orbax route (jax2tf inside this process) can run here: it needs Orbax and
+    TensorFlow beside JAX, which a light install (today's JAX, no TensorFlow) does not have."""
+    from convhub.graph import missing_modules
+
+    return not missing_modules(("orbax", "tensorflow"))
 
 
 @dataclass
@@ -56,6 +65,10 @@ class Exportable:
 
 
 def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
+    """Modern sources (and a JaxFunction without Orbax) are exported with jax.export; the rest
+    through Orbax, as before."""
+    if modern.claims(thing) or (isinstance(thing, JaxFunction) and not orbax_installed()):
+        return modern.read(thing, options)
     if isinstance(thing, JaxFunction):
         module, configs = _module_of_function(thing)
         manager = _export_manager(module, configs)
@@ -68,11 +81,6 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     elif class_from(thing, "orbax.export", "JaxModule"):
         raise InputError(
             "a JaxModule needs at least one ServingConfig: pass convhub_jax.OrbaxExport(module, serving_configs)"
-        )
-    elif is_flax_linen_module(thing):
-        raise InputError(
-            "a Flax module needs its variables and input specs: pass "
-            "convhub_jax.JaxFunction.from_flax(module, variables, inputs={...})"
         )
     elif callable(thing):
         raise InputError(
@@ -283,8 +291,15 @@ def _signature_facts(exportable: Exportable) -> dict:
     }
 
 
+def refuse_modern(facts: Mapping[str, Any]) -> str | None:
+    if facts.get("jax_export"):
+        return "a source exported with jax.export goes through StableHLO or jax2onnx, not Orbax"
+    return None
+
+
 def refuse_tf_ops(facts: Mapping[str, Any]) -> str | None:
-    return None  # every source can be lowered again: a JaxFunction, or a JaxModule's own functions
+    # Every Orbax source can be lowered again: a JaxFunction, or a JaxModule's own functions.
+    return refuse_modern(facts)
 
 
 PLAIN_TF_OPS = {"native_serialization": False, "enable_xla": False}
@@ -337,6 +352,11 @@ class Session:
     This is what the exported signature computes, without the export: the JAX function is
     jit-compiled by JAX, not run from the SavedModel's StableHLO by TensorFlow.
     """
+
+    def __new__(cls, artifact: Artifact) -> Any:
+        if isinstance(artifact.model, modern.Exported):
+            return modern.Session(artifact.model)
+        return super().__new__(cls)
 
     def __init__(self, artifact: Artifact):
         import jax

@@ -3,15 +3,24 @@
 The runner uses the pure-JavaScript @tensorflow/tfjs package in a `node` process, not TensorFlow,
 so the parity check exercises the runtime a TF.js model actually ships with. Frameworks are
 imported inside functions only; the npm packages are installed on first use (see node.py).
+
+The converter runs in this environment when it has the tensorflowjs set (TensorFlow 2.19,
+tensorflow-decision-forests...), else in the `tensorflowjs` toolchain made from the lock shipped
+here: that set needs numpy < 2.2, which cannot live beside today's JAX.
 """
 
 import functools
+from pathlib import Path
 
 from convhub import hookimpl
-from convhub.types import Conversion, Format, Option, Runner
+from convhub.types import Conversion, Format, Option, Runner, Toolchain
 from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_tfjs import converter, describe, graph_model
+
+TENSORFLOWJS = Toolchain.from_files("tensorflowjs", Path(__file__).parent / "toolchains" / "tensorflowjs.in",
+                                    python=">=3.10,<3.13",
+                                    description="SavedModel → TF.js with tensorflowjs 4.22 on TensorFlow 2.19")
 
 
 @hookimpl
@@ -39,6 +48,7 @@ def convhub_conversions():
             "tfjs",
             convert=converter.from_saved_model,
             requires=("tensorflowjs", "tensorflow"),
+            toolchain=TENSORFLOWJS,
             cost=3.0,
             env=TF_ENV,
             refuse=converter.refuse,

@@ -26,6 +26,7 @@ import numpy as np
 
 from convhub import status
 from convhub.errors import RuntimeMissing
+from convhub.toolchains import cache_root
 from convhub.types import Artifact
 
 from convhub_tfjs import graph_model
@@ -51,12 +52,6 @@ class NodeRuntimeError(RuntimeError):
 
 class NodeMissing(RuntimeMissing):
     """Node.js or npm is not on PATH, or the npm install failed: TF.js models can't be checked here."""
-
-
-def cache_root() -> Path:
-    if os.environ.get("CONVHUB_CACHE"):
-        return Path(os.environ["CONVHUB_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convhub"
 
 
 def install_dir() -> Path:

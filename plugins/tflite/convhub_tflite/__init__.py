@@ -4,13 +4,22 @@ The runner uses `ai-edge-litert`, not TensorFlow, so the parity check exercises 
 .tflite file actually ships with; only a .tflite with Select TF ops (Flex ops), which LiteRT's
 interpreter cannot run by itself, is run by TensorFlow's tf.lite.Interpreter, which has the Flex
 delegate. Frameworks are imported inside functions only.
+
+The runner runs in this environment when it has ai-edge-litert, else in the `litert` toolchain
+(a virtual environment of the lock shipped here, made on first use): a light install beside
+today's JAX checks its .tflite files there.
 """
 
+from pathlib import Path
+
 from convhub import hookimpl
-from convhub.types import CALIBRATION, Conversion, Format, Option, Runner
+from convhub.types import CALIBRATION, Conversion, Format, Option, Runner, Toolchain
 from convhub_tensorflow.frameworks import TF_ENV
 
 from convhub_tflite import describe, tflite
+
+LITERT = Toolchain.from_files("litert", Path(__file__).parent / "toolchains" / "litert.in", python=">=3.10",
+                              description="the LiteRT interpreter (ai-edge-litert), which runs .tflite files")
 
 
 @hookimpl
@@ -72,7 +81,7 @@ def notes(facts) -> list[str]:
 
 @hookimpl
 def convhub_runners():
-    return [Runner("tflite", load=tflite.Session, requires=("ai_edge_litert",), name="litert")]
+    return [Runner("tflite", load=tflite.Session, requires=("ai_edge_litert",), name="litert", toolchain=LITERT)]
 
 
 @hookimpl
