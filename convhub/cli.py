@@ -624,22 +624,24 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     commands = [args.generated_by or "convhub matrix " + " ".join(args.models)]
     kept: list[Any] = []
     kept_seconds = 0.0
+    versions = matrix.environment()
     if args.update:
         if not args.json_file:
             raise UsageError("--update needs --json-file: the matrix whose other cells it keeps")
         if Path(args.json_file).exists():
-            kept, kept_seconds, before = matrix.load(Path(args.json_file))
+            kept, kept_seconds, before, earlier = matrix.load(Path(args.json_file))
             commands = before + commands
+            versions = matrix.versions_since(earlier, versions)
     from convhub.publish import write_text
 
     def write(interrupted: bool = False) -> dict[str, Any]:
         every = matrix.merge(kept, cells, {m.name for m in models})
         matrix.add_alternatives(every)
         seconds = kept_seconds + time.perf_counter() - started
-        payload = matrix.to_json(every, seconds, interrupted=interrupted, commands=commands)
+        payload = matrix.to_json(every, seconds, interrupted=interrupted, commands=commands, versions=versions)
         if args.markdown:
             write_text(Path(args.markdown), matrix.to_markdown(every, seconds, "`, then `".join(commands),
-                                                               interrupted=interrupted))
+                                                               interrupted=interrupted, versions=versions))
         if args.json_file:
             write_text(Path(args.json_file), dump_json(payload) + "\n")
         return payload

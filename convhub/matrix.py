@@ -308,7 +308,7 @@ def environment() -> dict[str, str]:
     from importlib import metadata
 
     versions = {"python": platform.python_version()}
-    for dist in ("convhub", "tensorflow", "keras", "tf2onnx", "onnxruntime", "tensorflowjs",
+    for dist in ("convhub", "tensorflow", "keras", "keras-hub", "tf2onnx", "onnxruntime", "tensorflowjs",
                  "ai-edge-litert", "jax", "flax", "orbax-export"):
         try:
             versions[dist] = metadata.version(dist)
@@ -317,14 +317,27 @@ def environment() -> dict[str, str]:
     return versions
 
 
+def versions_since(earlier: Mapping[str, str], now: Mapping[str, str]) -> dict[str, str]:
+    """The versions of a matrix updated by this run: "3.11.7 then 3.12.1" where the cells kept
+    from the earlier runs were made with another version than this run's new ones."""
+    merged = dict(now)
+    for name, before in earlier.items():
+        if name not in now or before == now[name] or before.endswith(f" then {now[name]}"):
+            merged[name] = before
+        else:
+            merged[name] = f"{before} then {now[name]}"
+    return merged
+
+
 def to_json(cells: Sequence[Cell], seconds: float, interrupted: bool = False,
-            commands: Sequence[str] = ()) -> dict[str, Any]:
+            commands: Sequence[str] = (), versions: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {"summary": summary(cells), "complete": not interrupted, "seconds": round(seconds, 1),
-            "commands": list(commands), "versions": environment(), "cells": [asdict(c) for c in cells]}
+            "commands": list(commands), "versions": dict(versions or environment()),
+            "cells": [asdict(c) for c in cells]}
 
 
-def load(path: Path) -> tuple[list[Cell], float, list[str]]:
-    """An earlier run's cells, its seconds and the commands that made it (for --update)."""
+def load(path: Path) -> tuple[list[Cell], float, list[str], dict[str, str]]:
+    """An earlier run's cells, its seconds, the commands that made it and their versions (for --update)."""
     import json
 
     try:
@@ -335,7 +348,8 @@ def load(path: Path) -> tuple[list[Cell], float, list[str]]:
         raise InputError(f"{path} is not a matrix convhub wrote ({type(exc).__name__}: {exc}); drop --update") from None
     if not payload.get("complete", True):
         raise InputError(f"{path} is an interrupted run's; run it whole before updating it")
-    return cells, float(payload.get("seconds") or 0.0), list(payload.get("commands") or [])
+    versions = {str(k): str(v) for k, v in (payload.get("versions") or {}).items()}
+    return cells, float(payload.get("seconds") or 0.0), list(payload.get("commands") or []), versions
 
 
 def merge(previous: Sequence[Cell], new: Sequence[Cell], rerun: set[str]) -> list[Cell]:
@@ -346,7 +360,8 @@ def merge(previous: Sequence[Cell], new: Sequence[Cell], rerun: set[str]) -> lis
     return sorted(every, key=lambda c: order.index(c.model))
 
 
-def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted: bool = False) -> str:
+def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted: bool = False,
+                versions: Mapping[str, str] | None = None) -> str:
     """The matrix as a page: one row per model, one column per target and mode; a failing cell
     points at its note, which gives the cause and what works instead."""
     columns: list[tuple[str, str]] = []
@@ -375,7 +390,7 @@ def to_markdown(cells: Sequence[Cell], seconds: float, command: str, interrupted
         "artifact's size, and the converters' own time on the route / convhub's time for those hops.",
         "✗ cells point at a note with the cause and what works instead.",
         "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in environment().items()) + ".",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in (versions or environment()).items()) + ".",
         "",
         "| model | " + " | ".join(f"{t} {m}" for t, m in columns) + " |",
         "|---|" + "---|" * len(columns),

@@ -52,14 +52,19 @@ def test_update_keeps_the_other_models_cells_and_each_models_place(tmp_path):
     old = [matrix.Cell(m, t, "float32", "pass" if m != "b" else "fail", cause="" if m != "b" else "broken")
            for m in ("a", "b", "c") for t in ("tflite", "onnx")]
     path = tmp_path / "m.json"
-    path.write_text(json.dumps(matrix.to_json(old, 60.0, commands=["first"])))
-    previous, seconds, commands = matrix.load(path)
+    path.write_text(json.dumps(matrix.to_json(old, 60.0, commands=["first"], versions={"python": "3.11.7"})))
+    previous, seconds, commands, versions = matrix.load(path)
     new = [matrix.Cell("b", t, "float32", "pass") for t in ("tflite", "onnx")]
     merged = matrix.merge(previous, new, {"b"})
     assert [(c.model, c.target, c.status) for c in merged] == [
         ("a", "tflite", "pass"), ("a", "onnx", "pass"), ("b", "tflite", "pass"), ("b", "onnx", "pass"),
         ("c", "tflite", "pass"), ("c", "onnx", "pass")]
     assert seconds == 60.0 and commands == ["first"]
+    # The kept cells were made with another Python than the new ones: the page says both, once.
+    assert matrix.versions_since(versions, {"python": "3.12.1", "keras-hub": "0.31.0"}) == {
+        "python": "3.11.7 then 3.12.1", "keras-hub": "0.31.0"}
+    assert matrix.versions_since({"python": "3.11.7 then 3.12.1"}, {"python": "3.12.1"}) == {
+        "python": "3.11.7 then 3.12.1"}
     path.write_text(json.dumps(matrix.to_json(old, 6.0, interrupted=True)))
     with pytest.raises(Exception, match="interrupted run"):
         matrix.load(path)
