@@ -85,7 +85,15 @@ Input conventions
   compare `calibration(8)` with `calibration(16)[8:]`, which are different rows).
 
 Dynamic dimensions: every model has a dynamic batch dim; `lstm_dynamic` also has a dynamic time
-dim (input (None, None, 8)). Everything else is static.
+dim (input (None, None, 8)), and keras-hub's text backbones (`hub_bert_classifier`,
+`hub_gpt2_pooled`) a dynamic sequence length, as keras-hub builds them (their rows are 32 long,
+0-padded after a length of 8-32, with a matching 0/1 padding_mask). Everything else is static.
+
+keras-hub models (`hub_*`) are keras-hub's own classes (BertBackbone, GPT2Backbone, ViTBackbone
+and its task models) built from small configs with random weights, never `from_preset`, so
+nothing is downloaded. keras-hub is pinned below 0.32, whose tensorflow-text needs TensorFlow 2.20
+(docs/dependencies.md). Like the other attention models they have no BatchNorm and are not
+trained: live_weights scales their Dense head (float16 drift 0.04-0.09 % untrained).
 
 Output names: convhub's keras -> savedmodel step names a Keras model's outputs after their output
 layers when the author named them (`predictions_named` keeps 'predictions'), else output_0,
@@ -743,6 +751,107 @@ ATTENTION = [
     ),
 ]
 
+
+# --------------------------------------------------------------------------------------------
+# keras-hub backbones, from small configs (no presets: nothing is downloaded)
+# --------------------------------------------------------------------------------------------
+#
+# keras-hub's own classes with their own layers (ReversibleEmbedding, PositionEmbedding,
+# TransformerEncoder/Decoder, ViT patching), configured small and built with random weights;
+# `from_preset` is never called, so neither Kaggle nor Hugging Face is contacted. The text
+# models take keras-hub's inputs as its preprocessors write them: int32 (batch, length) token
+# ids, padded with 0 after each row's length, and a 0/1 padding mask (BERT also 0/1 segment ids).
+# Their sequence length is dynamic, as keras-hub builds it; the rows here are HUB_LENGTH long.
+
+HUB_LENGTH, HUB_DIM = 32, 64
+
+
+def _keras_hub():
+    import keras_hub
+
+    return keras_hub
+
+
+def _padded_tokens(n, seed):
+    """(token ids, padding mask, lengths): Zipf ids in [1, VOCAB) for lengths of 8..HUB_LENGTH, 0 after."""
+    rng = np.random.default_rng(seed + 5000)
+    lengths = rng.integers(8, HUB_LENGTH + 1, n)
+    mask = (np.arange(HUB_LENGTH)[None, :] < lengths[:, None]).astype(np.int32)
+    return synthetic_tokens(n, HUB_LENGTH, VOCAB, seed) * mask, mask, lengths
+
+
+def _bert_calibration(n, seed=0):
+    ids, mask, lengths = _padded_tokens(n, seed)
+    # A sentence pair: segment 1 from a split point within each row's length to its end.
+    split = np.random.default_rng(seed + 6000).integers(2, lengths - 2)
+    position = np.arange(HUB_LENGTH)[None, :]
+    segments = ((position >= split[:, None]) & (position < lengths[:, None])).astype(np.int32)
+    return {"token_ids": ids, "segment_ids": segments, "padding_mask": mask}
+
+
+def _gpt2_calibration(n, seed=0):
+    ids, mask, _ = _padded_tokens(n, seed)
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def _hub_bert_classifier(keras):
+    hub = _keras_hub()
+    backbone = hub.models.BertBackbone(
+        vocabulary_size=VOCAB, num_layers=2, num_heads=2, hidden_dim=HUB_DIM, intermediate_dim=2 * HUB_DIM,
+        max_sequence_length=HUB_LENGTH,
+    )
+    # keras-hub's task model, as users fine-tune it (preprocessor=None: it takes token ids, not text).
+    return hub.models.BertTextClassifier(backbone, num_classes=CLASSES, preprocessor=None)
+
+
+def _hub_gpt2_pooled(keras):
+    hub = _keras_hub()
+    backbone = hub.models.GPT2Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_heads=2, hidden_dim=HUB_DIM, intermediate_dim=2 * HUB_DIM,
+        max_sequence_length=HUB_LENGTH,
+    )
+    # keras-hub has no GPT-2 classifier task: the backbone's graph with a mean over the unpadded
+    # tokens and a Dense head, so the inputs are the backbone's own (its Embedding reads token_ids).
+    inputs = backbone.input
+    mask = keras.ops.cast(inputs["padding_mask"], "bool")
+    pooled = keras.layers.GlobalAveragePooling1D()(backbone.output, mask=mask)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(pooled), name="hub_gpt2_pooled")
+
+
+HUB_IMAGE, HUB_PATCH = 32, 4
+
+
+def _hub_vit_classifier(keras):
+    hub = _keras_hub()
+    backbone = hub.models.ViTBackbone(
+        image_shape=(HUB_IMAGE, HUB_IMAGE, 3), patch_size=HUB_PATCH, num_layers=2, num_heads=4,
+        hidden_dim=HUB_DIM, mlp_dim=2 * HUB_DIM,
+    )
+    # Pooled on the class token; images in [-1, 1], as Google's ViT checkpoints take them (mean and std 0.5).
+    return hub.models.ViTImageClassifier(backbone, num_classes=CLASSES, preprocessor=None, pooling="token")
+
+
+KERAS_HUB = [
+    _keras_model(
+        "hub_bert_classifier", "attention", _hub_bert_classifier, _bert_calibration,
+        f"keras_hub BertTextClassifier on a BertBackbone(vocab {VOCAB}, 2 layers, 2 heads, dim {HUB_DIM}), no preset;"
+        f" token_ids int32 (batch,None) in [1,{VOCAB}) 0-padded, segment_ids and padding_mask 0/1"
+        f" (calibration length {HUB_LENGTH}); 10 logits",
+    ),
+    _keras_model(
+        "hub_gpt2_pooled", "attention", _hub_gpt2_pooled, _gpt2_calibration,
+        f"keras_hub GPT2Backbone(vocab {VOCAB}, 2 causal layers, 2 heads, dim {HUB_DIM}), no preset, masked mean"
+        f" + Dense; token_ids int32 (batch,None) in [1,{VOCAB}) 0-padded, padding_mask 0/1"
+        f" (calibration length {HUB_LENGTH}); 10 logits",
+    ),
+    _keras_model(
+        "hub_vit_classifier", "attention", _hub_vit_classifier, image_calibration(HUB_IMAGE, "tf", name="images"),
+        f"keras_hub ViTImageClassifier on a ViTBackbone({HUB_PATCH}x{HUB_PATCH} patches, 2 layers, 4 heads,"
+        f" dim {HUB_DIM}, class token), no preset; images {HUB_IMAGE}x{HUB_IMAGE}x3 {MODE_RANGE['tf']}; 10 logits",
+    ),
+]
+
+
 MULTI_IO = [
     _keras_model(
         "two_inputs_two_outputs", "multi-io", _two_inputs_two_outputs, _two_io_calibration,
@@ -1139,7 +1248,7 @@ JAX = [
 ]
 
 
-MODELS: dict[str, ZooModel] = {m.name: m for m in CNNS + SEQUENCE + ATTENTION + MULTI_IO + SAVEDMODELS + JAX}
+MODELS: dict[str, ZooModel] = {m.name: m for m in CNNS + SEQUENCE + ATTENTION + KERAS_HUB + MULTI_IO + SAVEDMODELS + JAX}
 
 
 # --------------------------------------------------------------------------------------------
