@@ -92,9 +92,15 @@ def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
         return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
     unknown = re.search(r"unrecognized arguments: (.*)", message)
     if unknown:
-        flags = [f for p in _parsers(parser) for a in p._actions for f in a.option_strings]
+        parsers = _parsers(parser)
+        flags = [f for p in parsers for a in p._actions for f in a.option_strings]
         for word in unknown.group(1).split():
-            near = did_you_mean(word.partition("=")[0], flags) if word.startswith("-") else ""
+            name = word.partition("=")[0]
+            # A real option given to a command that does not take it: say whose it is.
+            owners = [p.prog for p in parsers[1:] if name in {f for a in p._actions for f in a.option_strings}]
+            if word.startswith("-") and owners:
+                return f"{name} is an option of {', '.join(owners)}, not of this command; see its --help"
+            near = did_you_mean(name, flags) if word.startswith("-") else ""
             if near:
                 return near
     return ""

@@ -46,7 +46,9 @@ def test_every_command_help_has_examples(command):
      "unrecognized arguments: --quantise int8", "did you mean '--quantize'?"),
     (["convert", "keras→tflite", "m.keras", "-o", "m.tflite", "--option", "quantise=int8"],
      "no plugin declares an option 'quantise'", "did you mean 'quantize'?"),
-], ids=["command", "format", "flag", "option-key"])
+    (["route", "keras→tflite", "--to", "tflite"],  # a real option, of other commands: never "did you mean '--to'?"
+     "unrecognized arguments: --to tflite", "--to is an option of convhub convert"),
+], ids=["command", "format", "flag", "option-key", "another-command-s-flag"])
 def test_misspellings_get_a_suggestion(args, error, hint):
     line, suggestion = error_and_hint(run_cli(*args))
     assert error in line and hint in suggestion
