@@ -250,6 +250,14 @@ def test_pixels_a_model_rescales_itself_are_generated_in_their_range_for_checks_
     assert keras_model.input_ranges(model) == {"image": [0.0, 255.0]}
     normalized = keras.Sequential([keras.Input((4,)), L.Normalization(mean=[1.0] * 4, variance=[4.0] * 4), L.Dense(2)])
     assert list(keras_model.input_ranges(normalized).values()) == [[-3.0, 5.0]]
+    # Inputs handed whole to a nested model (a keras-hub task model's backbone, dict inputs) are followed into it.
+    ids, mask = keras.Input((6,), dtype="int32", name="ids"), keras.Input((6,), dtype="int32", name="mask")
+    inner_ids = keras.Input((6,), dtype="int32", name="token_ids")
+    inner_mask = keras.Input((6,), dtype="int32", name="padding_mask")
+    pooled = L.GlobalAveragePooling1D()(L.Embedding(7, 4)(inner_ids), mask=inner_mask)
+    backbone = keras.Model({"token_ids": inner_ids, "padding_mask": inner_mask}, pooled)
+    task = keras.Model([ids, mask], L.Dense(2)(backbone({"token_ids": ids, "padding_mask": mask})))
+    assert keras_model.input_ranges(task) == {"ids": [0, 7]}
     path = tmp_path / "pixels.keras"
     model.save(path)
     result = convhub.convert(path, to="tflite", output=tmp_path / "m.tflite", quantize="int8")

@@ -117,18 +117,26 @@ def input_ranges(model) -> dict[str, list[float]]:
     - a float input that feeds a preprocessing layer directly: what that layer maps onto the
       range a network takes. Rescaling(scale, offset) to [0, 1], or to [-1, 1] when its offset is
       negative (1/255 and 1/127.5 - 1 both give pixels in [0, 255]); Normalization(mean,
-      variance) from mean - 2σ to mean + 2σ over its channels."""
-    keras = frameworks.keras()
+      variance) from mean - 2σ to mean + 2σ over its channels.
+    An input handed on whole to a nested model (a keras-hub task model's backbone) is followed
+    into it."""
     names = {id(t): t.name for t in getattr(model, "inputs", None) or []}
+    return _ranges_read_in(frameworks.keras(), model, names)
+
+
+def _ranges_read_in(keras, model, names: dict[int, str]) -> dict[str, list[float]]:
+    """input_ranges for the tensors in `names` (id → the outer model's input name) inside `model`."""
     ranges: dict[str, list[float]] = {}
     for layer in getattr(model, "layers", []):
         found = _range_read_by(keras, layer)
-        if found is None:
-            continue
         for node in getattr(layer, "_inbound_nodes", []):
-            for tensor in getattr(node, "input_tensors", []):
-                if id(tensor) in names:
-                    ranges[names[id(tensor)]] = found
+            fed = [names.get(id(t)) for t in getattr(node, "input_tensors", [])]
+            if found is not None:
+                ranges.update({name: found for name in fed if name})
+            elif any(fed) and isinstance(layer, keras.Model) and len(fed) == len(layer.inputs or []):
+                # keras flattens a node's inputs and a model's inputs alike (dicts by sorted key)
+                inner = {id(t): name for t, name in zip(layer.inputs, fed) if name}
+                ranges.update(_ranges_read_in(keras, layer, inner))
     return ranges
 
 
