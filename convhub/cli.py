@@ -636,7 +636,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             raise UsageError("--update needs --json-file: the matrix whose other cells it keeps")
         if Path(args.json_file).exists():
             kept, kept_seconds, before, earlier = matrix.load(Path(args.json_file))
-            commands = before + commands
+            commands = list(dict.fromkeys(before + commands))  # a command run again is named once
             versions = matrix.versions_since(earlier, versions)
     from convhub.publish import write_text
 
