@@ -54,14 +54,14 @@ TEMP = ".tmp-"
 
 
 def default_root() -> Path:
-    """CONVHUB_CACHE_DIR, else the platform's cache folder for convhub (~/.cache/convhub on Linux,
-    ~/Library/Caches/convhub on macOS), where the batch entries go in `batch/`."""
+    """CONVHUB_CACHE_DIR, else `batch/` in convhub's cache folder (CONVHUB_CACHE, else the
+    platform's: ~/.cache/convhub on Linux, ~/Library/Caches/convhub on macOS)."""
     given = os.environ.get("CONVHUB_CACHE_DIR")
     if given:
         return Path(given)
-    import platformdirs
+    from convhub.toolchains import cache_root
 
-    return Path(platformdirs.user_cache_dir("convhub", appauthor=False)) / "batch"
+    return cache_root() / "batch"
 
 
 # --- content digests ---------------------------------------------------------------------------

@@ -47,10 +47,24 @@ class ToolchainError(ConversionError):
 
 
 def cache_root() -> Path:
-    """convhub's cache: CONVHUB_CACHE, else $XDG_CACHE_HOME/convhub (the TF.js runtime lives there too)."""
+    """convhub's one cache folder (toolchains, the TF.js runtime, batch results): CONVHUB_CACHE,
+    else the platform's (~/.cache/convhub or $XDG_CACHE_HOME/convhub on Linux, ~/Library/Caches/convhub on macOS)."""
     if os.environ.get("CONVHUB_CACHE"):
         return Path(os.environ["CONVHUB_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convhub"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("convhub", appauthor=False))
+
+
+def make_folder(path: Path) -> Path:
+    """A folder of convhub's cache, made if missing; one line when it cannot be (the variable
+    names a file, a read-only place, a full disk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolchainError(f"cannot use {path} for convhub's cache: {exc.strerror or exc}",
+                             hint="point CONVHUB_CACHE (or CONVHUB_TOOLCHAINS) at a writable folder") from None
+    return path
 
 
 def root() -> Path:
@@ -192,7 +206,7 @@ def ensure(toolchain: Toolchain, note: Note | None = None) -> Path:
     executable = uv()
     if executable is None:
         raise ToolchainError(f"toolchain {toolchain.name} needs uv to create its environment (pip install uv)")
-    place.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(place.parent)
     with open(place.parent / f"{place.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (place / MARKER).is_file():  # another process made it while we waited

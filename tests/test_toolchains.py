@@ -103,3 +103,19 @@ def test_pruning_keeps_a_declared_lock_s_environment_for_another_python(tmp_path
     half = tmp_path / f"probe-py3.9-{toolchains.lock_hash(PROBE)}"
     half.mkdir()  # no marker: half made
     assert [p.name for p, _ in toolchains.prune([PROBE])] == [half.name] and other.is_dir()
+
+
+def test_a_cache_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):
+    """CONVHUB_CACHE naming a file: the toolchains, the TF.js runtime and the batch cache all live
+    under it, and each says so in one line instead of an internal FileExistsError."""
+    from convhub import cache
+
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    monkeypatch.setenv("CONVHUB_CACHE", str(taken))
+    monkeypatch.delenv("CONVHUB_TOOLCHAINS", raising=False)
+    monkeypatch.delenv("CONVHUB_CACHE_DIR", raising=False)
+    assert toolchains.root() == taken / "toolchains" and cache.default_root() == taken / "batch"
+    with pytest.raises(toolchains.ToolchainError, match=r"cannot use .*a-file/toolchains for convhub's cache: Not a dir"
+                                                        r".*point CONVHUB_CACHE"):
+        toolchains.ensure(PROBE)

@@ -26,7 +26,7 @@ import numpy as np
 
 from convhub import status
 from convhub.errors import RuntimeMissing
-from convhub.toolchains import cache_root
+from convhub.toolchains import cache_root, make_folder
 from convhub.types import Artifact
 
 from convhub_tfjs import graph_model
@@ -85,7 +85,7 @@ def ensure_installed() -> Path:
     if _installed(target):
         return target
     npm = _executable("npm")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     with open(target.parent / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _installed(target):  # another process finished it while we waited
