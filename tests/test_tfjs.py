@@ -311,3 +311,21 @@ def test_outputs_tensorflowjs_named_by_tensor_get_the_signatures_names_back():
     # Names that are neither the expected one nor a tensor's: left alone, not guessed.
     odd = {"signature": {"outputs": {"a": {"name": "Identity:0"}, "b": {"name": "Identity_1:0"}}}}
     assert graph_model.restore_output_names(odd, ["x", "y"]) == 0 and set(odd["signature"]["outputs"]) == {"a", "b"}
+
+
+def test_stacked_recurrent_layers_passing_whole_sequences_run_in_tfjs(tmp_path):
+    """LSTM(return_sequences) → GRU(return_sequences): each loop stores its steps in a TensorList
+    that TF.js used to free before the stack after the loop ("reading 'backend'"). convhub returns
+    the stored tensor from the loop body itself, and the model runs in Node, checked."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.Input((5, 3), name="series"), L.LSTM(4, return_sequences=True),
+                              L.GRU(4, return_sequences=True), L.Dense(2, name="tags")])
+    model.save(tmp_path / "stacked.keras")
+    result = convhub.convert(tmp_path / "stacked.keras", to="tfjs", output=tmp_path / "out")
+    assert result.ok, result.error
+    assert result.artifacts[-1].facts["tfjs_loop_returns_rewired"] == 2  # one per loop
+    parity = result.parity[-1]
+    assert parity.checked and parity.passed and 0 < parity.max_abs_diff < 1e-4

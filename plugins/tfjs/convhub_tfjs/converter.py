@@ -46,6 +46,8 @@ def notes(facts: Mapping[str, Any]) -> list[str]:
         "frozen with TF_ENABLE_ONEDNN_OPTS=0: oneDNN's Grappler remapper would fuse Conv+BiasAdd+HardSwish"
         " into a _FusedConv2D with a _fusedhardswish activation TF.js cannot run (MobileNetV3)",
         "written with v2 control flow (While/If), which TF.js computes; v1 loops it cannot",
+        "a loop body returns the tensor it stores in a TensorList, not an Identity of it: TF.js would"
+        " free it when the step ends (RNNs with return_sequences)",
     ]
 
 
@@ -117,9 +119,13 @@ def _finish(destination: Path, outputs: list[str]) -> dict:
     SavedModel's, and check its ops."""
     model_json = graph_model.load(destination)
     changed = graph_model.restore_output_names(model_json, outputs)
-    if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json) + changed:
+    rewired = graph_model.return_list_items_whole(model_json)
+    if graph_model.rewrite_erfc(model_json) + graph_model.unfuse_activations(model_json) + changed + rewired:
         (destination / graph_model.MODEL_JSON).write_text(json.dumps(model_json), encoding="utf-8")
     unsupported = graph_model.ops_of(model_json) - supported_ops()
     if unsupported:
         raise ValueError(f"Unsupported Ops in the model after optimization: {', '.join(sorted(unsupported))}")
-    return {"tfjs_weight_shards": len(graph_model.shard_files(destination))}
+    facts: dict = {"tfjs_weight_shards": len(graph_model.shard_files(destination))}
+    if rewired:
+        facts["tfjs_loop_returns_rewired"] = rewired
+    return facts

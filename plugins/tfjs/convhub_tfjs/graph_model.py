@@ -165,12 +165,39 @@ def unfuse_activations(model_json: dict) -> int:
     return count
 
 
+def return_list_items_whole(model_json: dict) -> int:
+    """In each loop body, return the tensor a TensorListSetItem stores instead of an Identity of
+    it; how many returns changed.
+
+    TF.js (4.22) disposes every tensor of a function call that is not the call's input or output
+    when the call ends, ignoring the keep() a TensorList put on the tensors it holds. A Keras RNN
+    with return_sequences stores each step's output in a TensorList and returns Identity(output)
+    as the loop state: the stored tensor is disposed at the end of its step, and its memory goes
+    with the loop state a step later, so TensorListStack after the loop reads freed tensors
+    ("Cannot read properties of undefined (reading 'backend')"). Returning the stored tensor
+    itself makes it an output of the call, which TF.js keeps; Identity computes nothing, so the
+    values are the same."""
+    count = 0
+    for function in model_json.get("modelTopology", {}).get("library", {}).get("function", []):
+        nodes = {node["name"]: node for node in function.get("nodeDef", [])}
+        stored = {node["input"][2] for node in nodes.values()
+                  if node["op"] == "TensorListSetItem" and len(node.get("input", [])) > 2}
+        for key, value in function.get("ret", {}).items():
+            node = nodes.get(value.split(":")[0])
+            data = [i for i in (node or {}).get("input", []) if not i.startswith("^")]
+            if node is not None and node["op"] == "Identity" and len(data) == 1 and data[0] in stored:
+                function["ret"][key] = data[0]
+                count += 1
+    return count
+
+
 # Known TF.js failures: (a piece of the error, ops the model must hold, cause and alternative).
 KNOWN_FAILURES = [
     ("reading 'backend'", {"While", "TensorListStack"},
-     "TF.js loses a tensor between while loops when recurrent layers pass whole sequences to each"
-     " other (stacked LSTM/GRU with return_sequences; seen with @tensorflow/tfjs 4.22). Instead: build"
-     " the layers with unroll=True (a fixed number of timesteps), or convert to tflite or onnx"),
+     "TF.js freed a tensor a while loop still needed: it disposes what a loop step stores in a"
+     " TensorList when the step ends (@tensorflow/tfjs 4.22), and this loop stores one convhub could"
+     " not return whole. Instead: build the recurrent layers with unroll=True (a fixed number of"
+     " timesteps), or convert to tflite or onnx"),
     ("Cannot compute the outputs", {"Enter", "Exit"},
      "the model holds TF v1 control flow (Enter/Exit/NextIteration), which TF.js graph execution"
      " cannot compute; convhub converts with control_flow_v2=True, so this model's SavedModel"
