@@ -121,7 +121,8 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
     other dynamic dims DEFAULT_DYNAMIC_SIZE; booleans at random. Values are drawn from the
     input's valid range when the source knows it (`ranges`: name → [low, high), e.g. an
     Embedding's vocabulary, or pixels in [0, 255] for a model that rescales them); else floats
-    are uniform in [-1, 1), integers from {0, 1} for a mask, else from [0, 10)."""
+    are uniform in [-1, 1), a (batch, length) mask is a padding mask (ones, then zeros), other
+    integers are from {0, 1} for segment ids, else from [0, 10)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"the seed must be a whole number ≥ 0, not {seed!r}")
     rng = np.random.default_rng(seed)
@@ -134,7 +135,12 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
         if 0 in shape:  # an input of no values: whatever the model computes is never compared
             raise InputError(f"input {spec.name!r} has shape {spec.shape}: no values to check on")
         dtype = np.dtype(spec.dtype)
-        if dtype == np.bool_:
+        if _is_padding_mask(spec, dtype, (ranges or {}).get(spec.name)):
+            # What tokenizers write: each row's first n positions (at least one) valid, then padding.
+            # Random 0/1 would leave holes, and a row of all zeros, which attention turns into NaN.
+            lengths = rng.integers(1, shape[-1] + 1, size=shape[:-1] + (1,))
+            value = (np.arange(shape[-1]) < lengths).astype(dtype)
+        elif dtype == np.bool_:
             value = rng.random(shape) < 0.5
         elif np.issubdtype(dtype, np.integer):
             low, high = integer_range(spec.name, (ranges or {}).get(spec.name))
@@ -144,6 +150,12 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
             value = rng.uniform(bottom, top, size=shape).astype(dtype)
         feeds[spec.name] = value
     return feeds
+
+
+def _is_padding_mask(spec: TensorSpec, dtype: np.dtype[Any], known: Sequence[int] | None) -> bool:
+    """An input named as a mask, one 0/1 flag per position of a (batch, length) sequence."""
+    binary = dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and (known is None or tuple(known) == (0, 2)))
+    return binary and len(spec.shape) == 2 and "mask" in spec.name.lower()
 
 
 def float_range(known: Sequence[float] | None) -> tuple[float, float]:

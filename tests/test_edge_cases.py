@@ -96,3 +96,21 @@ def test_explain_lists_each_unusable_route_with_its_blocking_hop(capsys):
     (unusable,) = [u for u in payload["unusable"] if u["hops"][0] == "jax->savedmodel"]
     assert unusable["hops"] == ["jax->savedmodel", "savedmodel->tfjs"]
     assert "savedmodel → tfjs (tfjs) refuses this model" in unusable["reason"]
+
+
+def test_generated_masks_are_padding_masks_with_a_valid_token_in_every_row():
+    """A (batch, length) input named as a mask gets what a tokenizer writes (ones, then zeros,
+    never an empty row, which attention turns into NaN); segment ids stay 0/1 at random."""
+    from convhub import parity
+    from convhub.types import TensorSpec
+
+    specs = [TensorSpec("padding_mask", (None, 12), "int32"), TensorSpec("attention_mask", (None, 5), "bool"),
+             TensorSpec("segment_ids", (None, 12), "int32")]
+    feeds = parity.make_inputs(specs, 3, 64)
+    for name in ("padding_mask", "attention_mask"):
+        mask = feeds[name].astype(int)
+        assert mask.dtype == int and mask[:, 0].all(), name  # at least one valid position per row
+        assert (np.diff(mask, axis=1) <= 0).all(), name  # no hole: once padding, padding to the end
+        assert 1 < len({int(n) for n in mask.sum(axis=1)}), name  # lengths vary
+    assert feeds["padding_mask"].dtype == np.int32 and feeds["attention_mask"].dtype == np.bool_
+    assert (np.diff(feeds["segment_ids"], axis=1) > 0).any()  # not a prefix pattern
