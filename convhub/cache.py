@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from convhub.errors import InputError
 from convhub.publish import _remove_stale
+from convhub.toolchains import cache_root, make_folder
 
 if TYPE_CHECKING:
     from convhub.plugins import Registry
@@ -59,8 +60,6 @@ def default_root() -> Path:
     given = os.environ.get("CONVHUB_CACHE_DIR")
     if given:
         return Path(given)
-    from convhub.toolchains import cache_root
-
     return cache_root() / "batch"
 
 
@@ -490,7 +489,7 @@ class Cache:
     def put(self, key: str, record: dict[str, Any], report: str, artifact: Path | None) -> Entry:
         """Store a cell (its artifact is moved in when it lies on the same filesystem, else
         copied); an entry that appeared meanwhile (another run of the same cell) is kept."""
-        self.entries.mkdir(parents=True, exist_ok=True)
+        make_folder(self.entries)  # one line naming CONVHUB_CACHE when it is a file or unwritable
         _remove_stale(self.entries, TEMP)
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP}{os.getpid()}-", dir=self.entries))
         try:

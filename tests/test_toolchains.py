@@ -119,3 +119,5 @@ def test_a_cache_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkey
     with pytest.raises(toolchains.ToolchainError, match=r"cannot use .*a-file/toolchains for convhub's cache: Not a dir"
                                                         r".*point CONVHUB_CACHE"):
         toolchains.ensure(PROBE)
+    with pytest.raises(toolchains.ToolchainError, match=r"cannot use .*a-file/batch/entries for convhub's cache"):
+        cache.Cache(None).put("ab" * 32, {}, "report", None)
