@@ -92,15 +92,16 @@ def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
         return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
     unknown = re.search(r"unrecognized arguments: (.*)", message)
     if unknown:
-        parsers = _parsers(parser)
-        flags = [f for p in parsers for a in p._actions for f in a.option_strings]
+        flags_of = {p.prog: [f for a in p._actions for f in a.option_strings] for p in _parsers(parser)}
         for word in unknown.group(1).split():
             name = word.partition("=")[0]
+            if not word.startswith("-"):
+                continue
             # A real option given to a command that does not take it: say whose it is.
-            owners = [p.prog for p in parsers[1:] if name in {f for a in p._actions for f in a.option_strings}]
-            if word.startswith("-") and owners:
+            owners = [prog for prog, flags in list(flags_of.items())[1:] if name in flags]
+            if owners:
                 return f"{name} is an option of {', '.join(owners)}, not of this command; see its --help"
-            near = did_you_mean(name, flags) if word.startswith("-") else ""
+            near = did_you_mean(name, [f for flags in flags_of.values() for f in flags])
             if near:
                 return near
     return ""
