@@ -67,6 +67,20 @@ def make_folder(path: Path) -> Path:
     return path
 
 
+def install_once(target: Path, done: Callable[[Path], bool], make: Callable[[], None]) -> None:
+    """Make `target`, a per-user install in convhub's cache, unless `done(target)`: under an
+    exclusive file lock beside it, so two processes never install at once, and checked again
+    after the wait, since another process may have finished it meanwhile. `make` must leave a
+    half-made install that `done` refuses (a marker written last, or a rename at the end)."""
+    if done(target):
+        return
+    make_folder(target.parent)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done(target):
+            make()
+
+
 def root() -> Path:
     """Where toolchains live: CONVHUB_TOOLCHAINS, else <cache>/toolchains."""
     return Path(os.environ.get("CONVHUB_TOOLCHAINS") or cache_root() / "toolchains")
@@ -201,36 +215,35 @@ def ensure(toolchain: Toolchain, note: Note | None = None) -> Path:
         raise ToolchainError(unavailable(toolchain) or f"no Python for toolchain {toolchain.name}")
     version, base = chosen
     place = folder(toolchain, version)
-    if (place / MARKER).is_file():
-        return python_of(place)
+    install_once(place, lambda p: (p / MARKER).is_file(), lambda: _create(toolchain, place, version, base, note))
+    return python_of(place)
+
+
+def _create(toolchain: Toolchain, place: Path, version: tuple[int, ...], base: str, note: Note | None) -> None:
+    """The environment at `place` made with uv from the lock (in place: a venv cannot be moved),
+    its marker written last."""
     executable = uv()
     if executable is None:
         raise ToolchainError(f"toolchain {toolchain.name} needs uv to create its environment (pip install uv)")
-    make_folder(place.parent)
-    with open(place.parent / f"{place.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (place / MARKER).is_file():  # another process made it while we waited
-            return python_of(place)
+    shutil.rmtree(place, ignore_errors=True)  # a half-made one
+    short = ".".join(map(str, version[:2]))
+    text = f"installing toolchain {toolchain.name} (Python {short}, first use; reused afterwards)"
+    if note is not None:
+        note(text + "…")
+    started = time.monotonic()
+    try:
+        _run([executable, "venv", "--quiet", "--python", base, str(place)], toolchain)
+        _run([executable, "pip", "install", "--quiet", "--python", str(python_of(place)),
+              "-r", str(toolchain.lock)], toolchain)
+    except BaseException:
         shutil.rmtree(place, ignore_errors=True)
-        short = ".".join(map(str, version[:2]))
-        text = f"installing toolchain {toolchain.name} (Python {short}, first use; reused afterwards)"
-        if note is not None:
-            note(text + "…")
-        started = time.monotonic()
-        try:
-            _run([executable, "venv", "--quiet", "--python", base, str(place)], toolchain)
-            _run([executable, "pip", "install", "--quiet", "--python", str(python_of(place)),
-                  "-r", str(toolchain.lock)], toolchain)
-        except BaseException:
-            shutil.rmtree(place, ignore_errors=True)
-            raise
-        record = {"name": toolchain.name, "python": short, "lock_hash": lock_hash(toolchain),
-                  "lock": str(toolchain.lock), "requirements": list(toolchain.requirements),
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.monotonic() - started, 1)}
-        (place / MARKER).write_text(json.dumps(record, indent=1) + "\n")
-        if note is not None:
-            note("")
-    return python_of(place)
+        raise
+    record = {"name": toolchain.name, "python": short, "lock_hash": lock_hash(toolchain),
+              "lock": str(toolchain.lock), "requirements": list(toolchain.requirements),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.monotonic() - started, 1)}
+    (place / MARKER).write_text(json.dumps(record, indent=1) + "\n")
+    if note is not None:
+        note("")
 
 
 def _run(command: list[str], toolchain: Toolchain) -> None:

@@ -9,7 +9,6 @@ raw little-endian bytes behind a JSON header (see js/runner.js), so values arriv
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ import numpy as np
 
 from convhub import status
 from convhub.errors import RuntimeMissing
-from convhub.toolchains import cache_root, make_folder
+from convhub.toolchains import cache_root, install_once
 from convhub.types import Artifact
 
 from convhub_tfjs import graph_model
@@ -82,42 +81,39 @@ def ensure_installed() -> Path:
     a scratch folder renamed into place at the end, so a half-done install is never used.
     """
     target = install_dir()
-    if _installed(target):
-        return target
-    npm = _executable("npm")
-    make_folder(target.parent)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed(target):  # another process finished it while we waited
-            return target
-        for stale in target.parent.glob(f"{target.name}.tmp-*"):  # left by an interrupted install
-            shutil.rmtree(stale, ignore_errors=True)
-        shutil.rmtree(target, ignore_errors=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
-        try:
-            for name in PACKAGE_FILES:
-                shutil.copy2(JS_DIR / name, scratch / name)
-            # --ignore-scripts: no package needs an install script (core-js's only prints a banner).
-            try:
-                with status.busy("installing the TF.js runtime for Node (first use, ~300 MB)"):
-                    proc = subprocess.run(
-                        [npm, "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                        cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT,
-                        env={**os.environ, "npm_config_update_notifier": "false"},
-                    )
-            except subprocess.TimeoutExpired:  # no registry, or a very slow one: nothing to check with
-                raise NodeMissing(
-                    f"npm ci of @tensorflow/tfjs into {target} did not finish in {NPM_TIMEOUT} s"
-                ) from None
-            if proc.returncode != 0:
-                lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
-                detail = lines[-1] if lines else f"exit code {proc.returncode}"
-                raise NodeMissing(f"npm ci of @tensorflow/tfjs into {target} failed: {detail}")
-            (scratch / COMPLETE).write_text("ok\n")
-            os.rename(scratch, target)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    install_once(target, _installed, lambda: _npm_install(target))
     return target
+
+
+def _npm_install(target: Path) -> None:
+    npm = _executable("npm")
+    for stale in target.parent.glob(f"{target.name}.tmp-*"):  # left by an interrupted install
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+    try:
+        for name in PACKAGE_FILES:
+            shutil.copy2(JS_DIR / name, scratch / name)
+        # --ignore-scripts: no package needs an install script (core-js's only prints a banner).
+        try:
+            with status.busy("installing the TF.js runtime for Node (first use, ~300 MB)"):
+                proc = subprocess.run(
+                    [npm, "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
+                    cwd=scratch, capture_output=True, text=True, timeout=NPM_TIMEOUT,
+                    env={**os.environ, "npm_config_update_notifier": "false"},
+                )
+        except subprocess.TimeoutExpired:  # no registry, or a very slow one: nothing to check with
+            raise NodeMissing(
+                f"npm ci of @tensorflow/tfjs into {target} did not finish in {NPM_TIMEOUT} s"
+            ) from None
+        if proc.returncode != 0:
+            lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
+            detail = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise NodeMissing(f"npm ci of @tensorflow/tfjs into {target} failed: {detail}")
+        (scratch / COMPLETE).write_text("ok\n")
+        os.rename(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _write_frame(stream: IO[bytes], header: dict, buffers: list[bytes] = ()) -> None:
