@@ -230,8 +230,8 @@ def build_parser(options: Sequence[Any] | None = None, source_keys: set[str] | f
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--generated-by", metavar="TEXT", help="the command the Markdown page names (default: this one)")
     p.add_argument("--update", action="store_true",
-                   help="keep the cells of the models this run does not convert, from the existing --json-file"
-                        " (re-run some models after a fix)")
+                   help="keep every cell this run does not convert again (other models, targets or modes) from the"
+                        " existing --json-file (re-run some cells after a fix)")
     _execution_flags(p)
 
     _batch_parsers(command)
@@ -642,7 +642,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from convhub.publish import write_text
 
     def write(interrupted: bool = False) -> dict[str, Any]:
-        every = matrix.merge(kept, cells, {m.name for m in models})
+        every = matrix.merge(kept, cells)
         matrix.add_alternatives(every)
         seconds = kept_seconds + time.perf_counter() - started
         payload = matrix.to_json(every, seconds, interrupted=interrupted, commands=commands, versions=versions)

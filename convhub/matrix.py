@@ -352,11 +352,14 @@ def load(path: Path) -> tuple[list[Cell], float, list[str], dict[str, str]]:
     return cells, float(payload.get("seconds") or 0.0), list(payload.get("commands") or []), versions
 
 
-def merge(previous: Sequence[Cell], new: Sequence[Cell], rerun: set[str]) -> list[Cell]:
-    """The previous cells of the models not in `rerun`, with the new cells; models in the order
-    they first came (a re-run model goes back to its place), a model's cells as they ran."""
-    order = list(dict.fromkeys(c.model for c in [*previous, *new]))
-    every = [*(c for c in previous if c.model not in rerun), *new]
+def merge(previous: Sequence[Cell], new: Sequence[Cell]) -> list[Cell]:
+    """The previous cells with each one that ran again (same model, target and mode) replaced
+    in its place, so `--update --modes int8` keeps a model's other cells; cells new to the
+    matrix go after their model's; models in the order they first came."""
+    fresh = {(c.model, c.target, c.mode): c for c in new}
+    every = [fresh.pop((c.model, c.target, c.mode), c) for c in previous]
+    every += fresh.values()
+    order = list(dict.fromkeys(c.model for c in every))
     return sorted(every, key=lambda c: order.index(c.model))
 
 

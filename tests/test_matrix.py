@@ -44,7 +44,7 @@ def test_a_folder_of_model_folders_is_read_with_the_data_beside_each_model(tmp_p
     assert found["flax"].source == f"{tmp_path / 'flax' / 'flax.py'}:model"
 
 
-def test_update_keeps_the_other_models_cells_and_each_models_place(tmp_path):
+def test_update_replaces_only_the_cells_that_ran_again_each_in_its_place(tmp_path):
     import json
 
     from convhub import matrix
@@ -55,10 +55,18 @@ def test_update_keeps_the_other_models_cells_and_each_models_place(tmp_path):
     path.write_text(json.dumps(matrix.to_json(old, 60.0, commands=["first"], versions={"python": "3.11.7"})))
     previous, seconds, commands, versions = matrix.load(path)
     new = [matrix.Cell("b", t, "float32", "pass") for t in ("tflite", "onnx")]
-    merged = matrix.merge(previous, new, {"b"})
+    merged = matrix.merge(previous, new)
     assert [(c.model, c.target, c.status) for c in merged] == [
         ("a", "tflite", "pass"), ("a", "onnx", "pass"), ("b", "tflite", "pass"), ("b", "onnx", "pass"),
         ("c", "tflite", "pass"), ("c", "onnx", "pass")]
+    # `--update --modes int8`: the model's int8 cell is replaced, its float32 cells are kept, and
+    # a cell the matrix did not have goes after its model's.
+    again = [matrix.Cell("b", "tflite", "int8", "pass"), matrix.Cell("a", "tflite", "int8", "fail", cause="x")]
+    merged = matrix.merge([*merged, matrix.Cell("b", "tflite", "int8", "fail", cause="y")], again)
+    assert [(c.model, c.target, c.mode, c.status) for c in merged] == [
+        ("a", "tflite", "float32", "pass"), ("a", "onnx", "float32", "pass"), ("a", "tflite", "int8", "fail"),
+        ("b", "tflite", "float32", "pass"), ("b", "onnx", "float32", "pass"), ("b", "tflite", "int8", "pass"),
+        ("c", "tflite", "float32", "pass"), ("c", "onnx", "float32", "pass")]
     assert seconds == 60.0 and commands == ["first"]
     # The kept cells were made with another Python than the new ones: the page says both, once.
     assert matrix.versions_since(versions, {"python": "3.12.1", "keras-hub": "0.31.0"}) == {
