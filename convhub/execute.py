@@ -135,8 +135,8 @@ def execute(
     `read_options`: what the source was read with, so another worker can read it again.
     `provenance`: embed its record into every artifact whose format can hold one. `benchmark`:
     measure each artifact's latency (and the source's) where it is checked. `extras`, when
-    given, receives the run's "feeds", the source's outputs on them ("expected") and the
-    source's latency ("source_latency")."""
+    given, receives the run's "feeds", the source's outputs on them ("expected"), the
+    source's latency ("source_latency") and whether generated feeds were realistic rows."""
     run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options,
                      provenance, benchmark)
     run.start()
@@ -144,7 +144,7 @@ def execute(
         run.judge(atol, rtol)
     if extras is not None:
         extras.update(feeds=run.reference.get("feeds"), expected=run.outputs.get(()),
-                      source_latency=run.reference.get("latency"))
+                      source_latency=run.reference.get("latency"), realistic=run.realistic and inputs is None)
     return run.outcomes
 
 
@@ -173,9 +173,12 @@ class _Execution:
         self.provenance, self.benchmark = provenance, benchmark
         self.latency: dict[HopKey, dict[str, Any]] = {}
         self.unfinished: set[HopKey] = set()  # artifacts whose examples are not written yet (no check before)
-        # Quantized artifacts are judged by agreement too, which needs more rows than a float check.
+        # Quantized artifacts are judged by agreement too, which needs more rows than a float check,
+        # and on realistic rows (parity.make_inputs), those int8 is calibrated on when given no data;
+        # calibration data of the user's own sets the ranges instead, and [-1, 1) rows keep to them.
         quantizing = any(is_set(t.options.get(k)) for t in targets for hop in t.route.hops for k in hop.lossy_options)
         self.batch = parity.QUANTIZED_BATCH if quantizing else parity.DEFAULT_BATCH
+        self.realistic = quantizing and not any(is_set(t.options.get("representative_data")) for t in targets)
         self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
 
     def start(self) -> None:
@@ -236,7 +239,7 @@ class _Execution:
         self.progress(f"running the source ({self.source.format}, {runner.name})")
         source = self.source
         args = (runner, source if source.in_memory else tasks.portable(source),
-                self.source_to_read(), self.seed, self.inputs, self.batch, self.benchmark)
+                self.source_to_read(), self.seed, self.inputs, self.batch, self.benchmark, self.realistic)
         self.submit("reference", (), tasks.run_reference, args, local=source.in_memory, env=runner.env,
                     toolchain=runner.toolchain)
 
@@ -317,7 +320,7 @@ class _Execution:
         if feeds is None:  # the check is off: the inputs it would have used
             specs = list(self.source.facts.get("inputs") or [])
             feeds = parity.load_inputs(self.inputs, specs) if self.inputs else parity.make_inputs(
-                specs, self.seed, self.batch, ranges=self.source.facts.get("input_ranges"))
+                specs, self.seed, self.batch, ranges=self.source.facts.get("input_ranges"), realistic=self.realistic)
         self.progress(f"writing example requests into the {artifact.format} artifact")
         runner = self.registry.runner(artifact.format)
         args = (write, artifact, feeds, specs, self.outputs.get(()))

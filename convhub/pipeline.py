@@ -296,7 +296,8 @@ def _run_many(
                            provenance=prov)
         results = [
             result_for(t.route, [outcomes[k] for k in t.keys if k in outcomes], source_artifact, check,
-                       seed if inputs is None else None, str(inputs) if inputs is not None else "random")
+                       seed if inputs is None else None,
+                       str(inputs) if inputs is not None else "realistic" if extras.get("realistic") else "random")
             for t in planned
         ]
         # Published only once every result is decided, all in one transaction.

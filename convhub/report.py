@@ -105,7 +105,12 @@ def render(results: Sequence[Any], labels: Sequence[str] | None = None) -> str:
     seen: set[int] = set()
     for i, r in enumerate(results):
         status = '<span class="ok">ok</span>' if r.ok else '<span class="bad">FAILED</span>'
-        inputs = f"seeded random inputs (seed {r.seed})" if r.seed is not None else f"inputs from {html.escape(r.inputs)}"
+        if r.seed is None:
+            inputs = f"inputs from {html.escape(r.inputs)}"
+        elif r.inputs == "realistic":  # a quantized route's (docs/parity.md)
+            inputs = f"seeded realistic inputs (seed {r.seed}: smooth pictures, N(0, 1) for other floats)"
+        else:
+            inputs = f"seeded random inputs (seed {r.seed})"
         if hasattr(r, "route"):  # a conversion
             title = f"{r.source} → {r.route.formats[-1]}"
             route = " → ".join(r.route.formats)

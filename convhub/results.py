@@ -96,7 +96,7 @@ class ConversionResult:
     parity: list[parity.ParityEntry] = field(default_factory=list)
     output: Path | None = None
     seed: int | None = 0
-    inputs: str = "random"  # or the user's .npz
+    inputs: str = "random"  # "realistic" (a quantized route's, docs/parity.md) or the user's .npz
     facts: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     failed_hop: bool = False  # a converter failed (ConversionError), rather than the check (ParityError)

@@ -151,17 +151,17 @@ def convert(edge: Conversion, artifact: Artifact, source: tuple[Format, Mapping[
 
 
 def run_reference(runner: Runner, artifact: Artifact, source: tuple[Format, Mapping[str, Any]], seed: int,
-                  inputs: str | None, batch: int | None = None, benchmark: bool = False,
+                  inputs: str | None, batch: int | None = None, benchmark: bool = False, realistic: bool = False,
                   ) -> tuple[list[TensorSpec], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """Run the source on seeded inputs (`batch` rows, integers in the ranges the source's facts
-    give) or on the user's .npz: (its input specs, the feeds, the outputs, its latency when
-    `benchmark`)."""
+    give; `realistic` ones for a quantized route, see parity.make_inputs) or on the user's .npz:
+    (its input specs, the feeds, the outputs, its latency when `benchmark`)."""
     from convhub import parity
 
     session = runner.load(materialize(artifact, *source))
     specs = list(session.inputs)
     feeds = parity.load_inputs(inputs, specs) if inputs is not None else parity.make_inputs(
-        specs, seed, batch or parity.DEFAULT_BATCH, ranges=artifact.facts.get("input_ranges"))
+        specs, seed, batch or parity.DEFAULT_BATCH, ranges=artifact.facts.get("input_ranges"), realistic=realistic)
     outputs = dict(session.run(feeds))
     return specs, feeds, outputs, _latency(session, feeds, runner.name) if benchmark else None
 

@@ -114,3 +114,35 @@ def test_generated_masks_are_padding_masks_with_a_valid_token_in_every_row():
         assert 1 < len({int(n) for n in mask.sum(axis=1)}), name  # lengths vary
     assert feeds["padding_mask"].dtype == np.int32 and feeds["attention_mask"].dtype == np.bool_
     assert (np.diff(feeds["segment_ids"], axis=1) > 0).any()  # not a prefix pattern
+
+
+def test_realistic_inputs_are_smooth_pictures_and_standardised_features():
+    """What int8 is calibrated on without data, and quantized routes are checked on: pictures
+    whose neighbouring pixels are alike (independent noise per pixel sets ranges for edges no
+    photograph has), in the input's range, channels first or last; other floats of unknown
+    range from N(0, 1); the same seed, the same rows."""
+    from convhub import parity
+    from convhub.types import TensorSpec
+
+    specs = [TensorSpec("image", (None, 32, 32, 3), "float32"), TensorSpec("planar", (None, 3, 16, 24), "float32"),
+             TensorSpec("pixels", (None, 32, 32, 3), "uint8"), TensorSpec("features", (None, 20), "float32"),
+             TensorSpec("scaled", (None, 20), "float32"), TensorSpec("bytes", (None, 8, 8, 1), "uint8")]
+    ranges = {"image": [0.0, 255.0], "pixels": [0, 256], "scaled": [0.0, 1.0]}
+    feeds = parity.make_inputs(specs, 5, 32, ranges=ranges, realistic=True)
+    plain = parity.make_inputs(specs, 5, 32, ranges=ranges)
+
+    def neighbours(x, axis):  # correlation of each value with the next one along an axis
+        a, b = np.moveaxis(x, axis, 0)[:-1].ravel(), np.moveaxis(x, axis, 0)[1:].ravel()
+        return np.corrcoef(a.astype(float), b.astype(float))[0, 1]
+
+    for name, axis in (("image", 1), ("image", 2), ("planar", 2), ("planar", 3), ("pixels", 2)):
+        assert neighbours(feeds[name], axis) > 0.5 > abs(neighbours(plain[name], axis)), (name, axis)
+    assert feeds["image"].min() >= 0 and feeds["image"].max() <= 255 and feeds["image"].std() > 20
+    assert feeds["planar"].min() >= -1 and feeds["planar"].max() <= 1 and feeds["planar"].shape == (32, 3, 16, 24)
+    assert feeds["pixels"].dtype == np.uint8 and feeds["pixels"].max() > 200
+    assert feeds["bytes"].max() > 200 >= plain["bytes"].max()  # uint8 pictures are pixels in [0, 255]
+    assert np.ptp(feeds["image"].mean(axis=(1, 2, 3))) > 30  # brightness differs from picture to picture
+    assert 0.8 < feeds["features"].std() < 1.2 and np.abs(feeds["features"]).max() > 2
+    assert 0 <= feeds["scaled"].min() and feeds["scaled"].max() < 1  # a known range is kept
+    again = parity.make_inputs(specs, 5, 32, ranges=ranges, realistic=True)
+    assert all(np.array_equal(feeds[k], again[k]) for k in feeds)

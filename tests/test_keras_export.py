@@ -263,7 +263,7 @@ def test_pixels_a_model_rescales_itself_are_generated_in_their_range_for_checks_
     result = convhub.convert(path, to="tflite", output=tmp_path / "m.tflite", quantize="int8")
     assert result.facts["input_ranges"] == {"image": [0.0, 255.0]}
     calibration = result.artifacts[-1].facts["representative_dataset"]
-    assert calibration.startswith("generated:") and "image in [0, 255)" in calibration
+    assert calibration.startswith("generated:") and "image: smooth random pictures in [0, 255]" in calibration
     assert result.artifacts[-1].facts["if_drifted"].startswith("int8 was calibrated on generated inputs")
     feeds = parity.make_inputs(result.facts["inputs"], 0, 32, ranges=result.facts["input_ranges"])
     assert feeds["image"].min() >= 0 and feeds["image"].max() > 200

@@ -19,20 +19,31 @@ def cnn():
     return build_cnn()
 
 
+def neighbours_alike(io):
+    """How alike horizontally neighbouring pixels are in the images a check ran on (--save-io)."""
+    with np.load(io) as data:
+        image = data["image"]
+    return np.corrcoef(image[:, :, :-1].ravel(), image[:, :, 1:].ravel())[0, 1]
+
+
 @pytest.mark.parametrize("mode, precision", [
     (None, "float32"), ("float16", "float16"), ("dynamic", "dynamic-range"), ("int8", "int8"),
 ])
 def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision):
     options = {"quantize": mode} if mode else {}
-    result = convhub.convert(cnn, to="tflite", output=tmp_path / "m.tflite", options=options)
+    result = convhub.convert(cnn, to="tflite", output=tmp_path / "m.tflite", options=options,
+                             save_io=tmp_path / "io.npz")
     final = result.parity[-1]
+    # A quantized route is checked on realistic rows (smooth pictures), a float one on uniform noise.
+    assert result.inputs == ("realistic" if mode else "random")
+    assert (neighbours_alike(tmp_path / "io.npz") > 0.5) if mode else (abs(neighbours_alike(tmp_path / "io.npz")) < 0.3)
     assert result.artifacts[-1].facts["precision"] == precision
     assert final.checked and final.passed and final.runner == "litert"
     assert final.tolerance == pipeline.parity.TOLERANCES[precision]
     if mode:  # quantized: really different from float, and smaller
         assert final.max_abs_diff > 1e-6
     if mode == "int8":
-        assert "generated: 64 uniform random samples from the input spec (image in [-1, 1)" in result.artifacts[-1].facts["representative_dataset"]
+        assert "generated: 64 random samples from the input spec (image: smooth random pictures in [-1, 1]" in result.artifacts[-1].facts["representative_dataset"]
     # Read back from disk (what `convhub check` does), the file tells the same precision.
     assert tflite.precision_of((tmp_path / "m.tflite").read_bytes()) == precision
 
@@ -40,9 +51,11 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
 def test_int8_io_and_user_calibration_data(tmp_path, cnn):
     data = tmp_path / "calibration.npz"
     np.savez(data, image=np.random.default_rng(9).uniform(-1, 1, size=(32, 12, 12, 2)).astype("float32"))
-    result = convhub.convert(cnn, to="tflite", output=tmp_path / "m.tflite",
+    result = convhub.convert(cnn, to="tflite", output=tmp_path / "m.tflite", save_io=tmp_path / "io.npz",
                              options={"quantize": "int8", "int8_io": True, "representative_data": str(data)})
     facts = result.artifacts[-1].facts
+    # Calibrated on the user's data, so checked on rows in the [-1, 1) it spans, not on smooth pictures.
+    assert abs(neighbours_alike(tmp_path / "io.npz")) < 0.3
     assert facts["int8_io"] is True and facts["representative_dataset"] == f"32 samples from {data}"
     from ai_edge_litert.interpreter import Interpreter
 

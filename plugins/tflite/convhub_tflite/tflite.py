@@ -90,7 +90,7 @@ def check_options(options: Mapping[str, Any]) -> None:
 def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
                            ranges: Mapping[str, Any] | None = None) -> tuple[list[dict], str]:
     """Calibration samples for int8: the user's .npz (first axis = samples), or generated from the
-    input spec (uniform in [-1, 1), which only suits inputs of that range; the report says so).
+    input spec (parity.make_inputs' realistic rows, in the ranges the source gave; the report says so).
 
     Each sample is fed with the batch the model takes (its fixed leading dim, else 1), so only
     the other dims are checked: an .npz of (N, 12, 12, 2) calibrates a model taking (1, 12, 12, 2).
@@ -109,15 +109,34 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
         ]
         return samples, f"{count} samples from {path}"
     seed = int(options.get("seed", 0))
-    # Inputs keep to the ranges the source gave (an Embedding's vocabulary, the pixel range a
-    # Rescaling layer implies), as parity inputs do.
-    samples = [parity.make_inputs(specs, seed + i, batch=1, ranges=ranges) for i in range(REPRESENTATIVE_SAMPLES)]
-    spans = ", ".join(f"{s.name} in [{_g(lo)}, {_g(hi)})" for s in specs if s.dtype.startswith("float")
-                      for lo, hi in [parity.float_range((ranges or {}).get(s.name))])
+    # In the ranges the source gave (an Embedding's vocabulary, the pixel range a Rescaling layer
+    # implies), as parity inputs are; realistic: smooth pictures, N(0, 1) for unknown floats.
+    samples = [parity.make_inputs(specs, seed + i, batch=1, ranges=ranges, realistic=True)
+               for i in range(REPRESENTATIVE_SAMPLES)]
+    spans = ", ".join(filter(None, (_spread(s, samples[0][s.name], (ranges or {}).get(s.name)) for s in specs)))
     return samples, (
-        f"generated: {REPRESENTATIVE_SAMPLES} uniform random samples from the input spec ({spans or 'integer ids'},"
+        f"generated: {REPRESENTATIVE_SAMPLES} random samples from the input spec ({spans or 'integer ids'},"
         f" seed {seed}), not your data; pass real data with --representative-data for a calibration that fits your inputs"
     )
+
+
+def _spread(spec: TensorSpec, sample: Any, known: Any) -> str:
+    """How a generated calibration input was drawn, in a few words ("" for plain integers)."""
+    from convhub import parity
+
+    if parity.picture(spec.shape) and (sample.dtype.kind == "f" or known is not None or sample.dtype == "uint8"):
+        if sample.dtype.kind in "iu":  # whole numbers up to high - 1; uint8 pixels when unknown
+            low, high = parity.integer_range(spec.name, known) if known is not None else (0, 256)
+            high -= 1
+        else:
+            low, high = parity.float_range(known)
+        return f"{spec.name}: smooth random pictures in [{_g(low)}, {_g(high)}]"
+    if sample.dtype.kind != "f":
+        return ""
+    if not parity.known_range(known):
+        return f"{spec.name} from N(0, 1)"
+    low, high = parity.float_range(known)
+    return f"{spec.name} uniform in [{_g(low)}, {_g(high)})"
 
 
 def _g(x: float) -> str:
