@@ -208,3 +208,16 @@ def test_a_signature_asked_for_by_name_must_exist(tmp_path):
     # (TFLite orders signatures by name).
     inherited = tflite.Session(Artifact("tflite", tmp_path / "m.tflite", facts={"signature": "predict"}))
     assert inherited.signature == "negate"
+
+
+def test_generated_calibration_never_holds_a_row_the_check_runs_on():
+    """The check's rows (seed 0, or --seed N) and the generated calibration samples come from
+    different seeds: a row of both would be a check on the model's own calibration."""
+    from convhub import parity
+
+    specs = [TensorSpec("features", (None, 20), "float32")]
+    samples, said = tflite.representative_samples({}, specs)
+    for seed in (0, 1, 63):
+        check = parity.make_inputs(specs, seed, parity.QUANTIZED_BATCH, realistic=True)["features"]
+        assert not any(np.array_equal(row, s["features"][0]) for row in check for s in samples)
+    assert len(samples) == tflite.REPRESENTATIVE_SAMPLES and "seeds 4294967296+" in said
