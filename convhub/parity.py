@@ -207,6 +207,21 @@ def smooth_pictures(rng: np.random.Generator, shape: Sequence[int], low: float, 
     return np.moveaxis(pictures, -1, 1) if first else pictures
 
 
+def rescaled_range(scale: Any, offset: Any) -> list[float] | None:
+    """[low, high] of an input the model first maps by x * scale + offset (scalars or one per
+    channel): what lands on [0, 1], or on [-1, 1] when every offset is negative (1/255 and
+    1/127.5 - 1 both say pixels in [0, 255]). None when no finite range follows."""
+    scale, offset = np.asarray(scale, np.float64).ravel(), np.asarray(offset, np.float64).ravel()
+    if not scale.size or not np.all(scale != 0):
+        return None
+    low, high = (-1.0, 1.0) if offset.size and np.all(offset < 0) else (0.0, 1.0)
+    ends = np.concatenate([(low - offset) / scale, (high - offset) / scale])
+    if not np.all(np.isfinite(ends)) or ends.min() == ends.max():
+        return None
+    ends = np.where(np.abs(ends - np.round(ends)) < 1e-4, np.round(ends), ends)  # float32's 1/255
+    return [round(float(ends.min()), 6), round(float(ends.max()), 6)]
+
+
 def known_range(known: Sequence[float] | None) -> bool:
     """Whether the source gave a usable [low, high) for an input."""
     return known is not None and len(known) == 2 and float(known[0]) < float(known[1])

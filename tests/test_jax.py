@@ -207,3 +207,35 @@ def test_the_router_takes_jax_to_onnx_through_plain_tf_ops_before_tflite():
     assert routes[1].formats == ["jax", "savedmodel", "tflite", "onnx"]
     # tf2onnx refuses SavedModels holding XlaCallModule, which the native jax → savedmodel export has.
     assert all(not (r.hops[0].name == "jax->savedmodel" and r.formats[2] == "onnx") for r in routes)
+
+
+def test_pixels_a_jax_function_scales_itself_are_generated_in_their_range(tmp_path):
+    """A JAX function that starts with x / 127.5 - 1 takes pixels in [0, 255], as a Keras model
+    that starts with Rescaling(1/127.5, offset=-1) does: its parity inputs are pixels, not
+    [-1, 1), a sliver of them. Read through jit and dtype casts; a function that does anything
+    else with an input first gets no range for it."""
+    import jax
+    import jax.numpy as jnp
+
+    from convhub_jax import JaxFunction, ranges
+
+    kernel = np.linspace(-1, 1, 12, dtype="float32").reshape(3, 4)
+    net = JaxFunction(lambda p, x: jnp.tanh(jnp.mean(x / 127.5 - 1.0, axis=(1, 2)) @ p), kernel,
+                      inputs={"image": ((None, 4, 4, 3), "float32")})
+    result = convhub.convert(net, to="tflite", output=tmp_path / "m.tflite", save_io=tmp_path / "io.npz")
+    assert result.ok and result.facts["input_ranges"] == {"image": [0.0, 255.0]}
+    with np.load(tmp_path / "io.npz") as data:
+        assert data["image"].min() >= 0 and data["image"].max() > 200
+
+    image = TensorSpec("image", (None, 8, 8, 3), "float32")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    found = {
+        "jit and cast": ranges.input_ranges(jax.jit(lambda x: x.astype("float32") * (1 / 255.0)),
+                                            [TensorSpec("image", (None, 8, 8, 3), "uint8")]),
+        "torch-style": ranges.input_ranges(lambda x: (x / 255.0 - mean) / std, [image]),
+        "flipped": ranges.input_ranges(lambda x: 1.0 - x / 255.0, [image]),
+        "used twice": ranges.input_ranges(lambda x: x / 255.0 + x, [image]),
+        "not scaled": ranges.input_ranges(jnp.tanh, [image]),
+    }
+    assert found == {"jit and cast": {"image": [0.0, 255.0]}, "torch-style": {"image": [0.0, 255.0]},
+                     "flipped": {}, "used twice": {}, "not scaled": {}}

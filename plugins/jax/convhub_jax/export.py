@@ -17,7 +17,7 @@ from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
 from convhub_tensorflow import frameworks
 
-from convhub_jax import modern
+from convhub_jax import modern, ranges
 from convhub_jax.sources import JaxFunction, OrbaxExport, class_from
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -95,16 +95,17 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     exportable = _describe(manager, module, configs, options.get("signature"))
     exportable.function = thing if isinstance(thing, JaxFunction) else None
     inputs = exportable.signatures[exportable.signature].inputs
-    return Artifact(
-        "jax",
-        model=exportable,
-        facts={
-            **input_facts(inputs),
-            "signature": exportable.signature,
-            "signatures": list(exportable.signatures),
-            "jax_source": type(thing).__name__,
-        },
-    )
+    facts = {
+        **input_facts(inputs),
+        "signature": exportable.signature,
+        "signatures": list(exportable.signatures),
+        "jax_source": type(thing).__name__,
+    }
+    if isinstance(thing, JaxFunction):  # an Orbax config's tf_preprocessor is TensorFlow, not read here
+        found = ranges.input_ranges(functools.partial(thing.fn, thing.params), thing.specs)
+        if found:
+            facts["input_ranges"] = found
+    return Artifact("jax", model=exportable, facts=facts)
 
 
 def _polymorphic_shape(spec, used: set[str]) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 from convhub.errors import InputError, UsageError
 from convhub.types import Artifact, TensorSpec, input_facts
 
+from convhub_jax import ranges
 from convhub_jax.sources import JaxFunction, class_from, is_flax_linen_module
 
 BATCH = "batch"
@@ -130,8 +131,12 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
               for n, d, dt in zip(names, dims, dtypes)]
     outputs = _output_names(jax.eval_shape(fn, *structs))
     model = Exported(fn, inputs, outputs, exported, kind)
-    return Artifact("jax", model=model, facts={**input_facts(inputs), "outputs": outputs, "jax_export": True,
-                                               "jax_source": kind, "jax_version": jax.__version__})
+    facts = {**input_facts(inputs), "outputs": outputs, "jax_export": True, "jax_source": kind,
+             "jax_version": jax.__version__}
+    found = ranges.input_ranges(fn, inputs)
+    if found:
+        facts["input_ranges"] = found
+    return Artifact("jax", model=model, facts=facts)
 
 
 def given_examples(examples: Any) -> Sequence[Any]:

@@ -148,13 +148,10 @@ def _range_read_by(keras, layer) -> list[float] | None:
         return [0, int(layer.input_dim)]
     try:
         if isinstance(layer, L.Rescaling):
-            scale = np.asarray(layer.scale, np.float64).ravel()
-            offset = np.asarray(layer.offset, np.float64).ravel()
-            if not np.all(scale != 0):
-                return None
-            low, high = (-1.0, 1.0) if np.all(offset < 0) else (0.0, 1.0)
-            ends = np.concatenate([(low - offset) / scale, (high - offset) / scale])
-        elif isinstance(layer, L.Normalization) and not getattr(layer, "invert", False):
+            from convhub import parity
+
+            return parity.rescaled_range(layer.scale, layer.offset)
+        if isinstance(layer, L.Normalization) and not getattr(layer, "invert", False):
             mean = np.asarray(layer.mean, np.float64).ravel()
             std = np.sqrt(np.asarray(layer.variance, np.float64).ravel())
             ends = np.concatenate([mean - 2 * std, mean + 2 * std])
