@@ -273,7 +273,10 @@ class Pool:
             self.starting_keys.append(key)
 
         def warm() -> None:
-            worker = self._start(env, key)
+            try:
+                worker = self._start(env, key)
+            except WorkerFailed:  # the pool was shut down while it started
+                return
             try:
                 with contextlib.suppress(Exception):  # the caller's own call reports any failure
                     worker.call(fn, args, timeout)
@@ -320,8 +323,13 @@ class Pool:
             with self.lock:
                 self.starting_keys.remove(key)
         with self.lock:
-            self.busy.add(worker)
-        return worker
+            if not self.closed:
+                self.busy.add(worker)
+                return worker
+        # Shut down while it started (Ctrl-C as a worker comes up): kill_busy and shutdown did not
+        # see it, and its call would run on, keeping convhub from exiting until it ended.
+        worker.stop()
+        raise WorkerFailed("the worker pool was shut down")
 
     def _release(self, worker: Worker) -> None:
         with self.lock:

@@ -715,3 +715,42 @@ def test_a_raising_refuse_marks_its_plugin_broken_and_plans_around_it(hostile_re
     assert info.broken == "toy->toy-badrefuse refuse() raised KeyError: 'this refuse() is broken'"
     assert info.to_json()["broken"] == info.broken
     assert capsys.readouterr().err.count("convhub: warning:") == 1  # warned once
+
+
+def test_a_worker_that_comes_up_after_the_pool_is_shut_down_is_stopped(monkeypatch):
+    """Ctrl-C while a worker is starting: kill_busy and shutdown do not see it yet, so the pool
+    stops it when it comes up, rather than hand it a call that would keep convhub from exiting
+    (a `convhub batch` interrupted then hung until its hop ended)."""
+    import threading
+
+    from convhub import workers
+
+    pool = workers.Pool(jobs=1)
+    started, carry_on = threading.Event(), threading.Event()
+    real_init = workers.Worker.__init__
+    made = []
+
+    def slow_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(self)
+        started.set()
+        carry_on.wait(30)  # still "starting" while the pool is shut down
+
+    monkeypatch.setattr(workers.Worker, "__init__", slow_init)
+    outcome = []
+
+    def acquire():
+        try:
+            outcome.append(pool._acquire({}))
+        except workers.WorkerFailed as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=acquire)
+    thread.start()
+    assert started.wait(60)
+    pool.kill_busy()  # what Ctrl-C does first: the starting worker is not busy yet
+    pool.shutdown()
+    carry_on.set()
+    thread.join(30)
+    assert isinstance(outcome[0], workers.WorkerFailed) and "shut down" in str(outcome[0])
+    assert _gone([made[0].process.pid])
