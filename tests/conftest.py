@@ -13,6 +13,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ROOT = Path(__file__).resolve().parent.parent
 CONVHUB = Path(sys.executable).parent / "convhub"  # the installed console script, as users run it
 
+# convhub as a terminal's foreground job: SIGINT at its default. A process started from a shell
+# without job control (`cmd &` in a script, some CI runners) inherits SIGINT ignored, and Python
+# keeps it ignored, as it should: such a job is immune to Ctrl-C. The signal tests need the
+# terminal's case, so this launcher resets SIGINT, then becomes convhub (same pid):
+# [sys.executable, "-c", FOREGROUND, CONVHUB, *args].
+FOREGROUND = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
 
 def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(

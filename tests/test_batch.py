@@ -20,13 +20,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CONVHUB, ROOT, assert_schema, build_cnn
+from conftest import CONVHUB, FOREGROUND, ROOT, assert_schema, build_cnn
 
 JOB = """\
 models = ["cnn.keras", "saved_cnn", "jax_function.py:mlp", "keras_cnn.py:model", "toy.toy"]
@@ -186,7 +187,8 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes_from_the_cache(hostile_si
     job = toy_job(tmp_path)
     out, cache = tmp_path / "out", tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(hostile_site), "CONVHUB_CACHE_DIR": str(cache)}
-    proc = subprocess.Popen([str(CONVHUB), "batch", str(job), "-o", str(out), "--jobs", "1"], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", FOREGROUND, str(CONVHUB), "batch", str(job), "-o", str(out),
+                             "--jobs", "1"], env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
     seen = []
     assert proc.stderr is not None

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONVHUB, ROOT
+from conftest import CONVHUB, FOREGROUND, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -359,16 +359,9 @@ def test_a_plugin_whose_refuse_raises_breaks_no_other_route(site, tmp_path, toy)
 # --- Signals ----------------------------------------------------------------------------------
 
 
-# convhub as a terminal's foreground job: SIGINT at its default. A process started from a shell
-# without job control (`cmd &` in a script, some CI runners) inherits SIGINT ignored, and Python
-# keeps it ignored, as it should: such a job is immune to Ctrl-C. The signal tests need the
-# terminal's case, so the launcher resets SIGINT, then becomes convhub (same pid).
-_FOREGROUND = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
-
-
 def _start(site, tmpdir, *args, env=None) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(site), "TMPDIR": str(tmpdir), **(env or {})}
-    return subprocess.Popen([sys.executable, "-c", _FOREGROUND, str(CONVHUB), *map(str, args)],
+    return subprocess.Popen([sys.executable, "-c", FOREGROUND, str(CONVHUB), *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=environment, cwd=ROOT, stdin=subprocess.DEVNULL)
 
