@@ -267,3 +267,15 @@ def test_pixels_a_model_rescales_itself_are_generated_in_their_range_for_checks_
     assert result.artifacts[-1].facts["if_drifted"].startswith("int8 was calibrated on generated inputs")
     feeds = parity.make_inputs(result.facts["inputs"], 0, 32, ranges=result.facts["input_ranges"])
     assert feeds["image"].min() >= 0 and feeds["image"].max() > 200
+    # Exported with model.export(), the same model read as a SavedModel says the same range: its
+    # graph multiplies and shifts the input by constants inside the function the signature calls.
+    from convhub import pipeline
+    from convhub.plugins import default_registry
+
+    model.export(str(tmp_path / "exported"), format="tf_saved_model", verbose=False)
+    exported = pipeline.read_source(default_registry(), tmp_path / "exported")
+    assert exported.format == "savedmodel" and exported.facts["input_ranges"] == {"image": [0.0, 255.0]}
+    # A SavedModel that does anything else with its input first says nothing about its range.
+    plain = keras.Sequential([keras.Input((4,), name="x"), L.Dense(2)])
+    plain.export(str(tmp_path / "plain"), format="tf_saved_model", verbose=False)
+    assert "input_ranges" not in pipeline.read_source(default_registry(), tmp_path / "plain").facts

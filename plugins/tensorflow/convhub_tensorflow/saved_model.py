@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from convhub.errors import InputError
 from convhub.types import Artifact, TensorSpec, input_facts
 
-from convhub_tensorflow import frameworks
+from convhub_tensorflow import frameworks, graph_ranges
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -76,18 +76,18 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     signature = options.get("signature") or DEFAULT_SIGNATURE
     loaded, fn = _signature(thing, signature)
     specs = _specs(fn)
-    return Artifact(
-        "savedmodel",
-        path=thing,
-        facts={
-            **input_facts(specs),
-            "outputs": _output_names(fn),
-            "signature": signature,
-            "signatures": sorted(loaded.signatures),
-            # StableHLO wrapped in XlaCallModule (native JAX export): tf2onnx and tensorflowjs can't take it.
-            "xla_call_module": "XlaCallModule" in op_types(fn),
-        },
-    )
+    facts = {
+        **input_facts(specs),
+        "outputs": _output_names(fn),
+        "signature": signature,
+        "signatures": sorted(loaded.signatures),
+        # StableHLO wrapped in XlaCallModule (native JAX export): tf2onnx and tensorflowjs can't take it.
+        "xla_call_module": "XlaCallModule" in op_types(fn),
+    }
+    ranges = graph_ranges.input_ranges(fn, [s.name for s in specs])
+    if ranges:
+        facts["input_ranges"] = ranges
+    return Artifact("savedmodel", path=thing, facts=facts)
 
 
 class Session:

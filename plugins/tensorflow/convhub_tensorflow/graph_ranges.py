@@ -1,0 +1,95 @@
+"""The valid range of a SavedModel signature's inputs, read from what its graph does to them first.
+
+A Keras model exported with `model.export()` keeps its `Rescaling(1/255)` as `Mul` and `AddV2`
+by constants inside the function the signature calls; read as a Keras model it would say pixels
+in [0, 255] (keras_model.input_ranges), and read as a SavedModel it should too, or its parity
+inputs and int8 calibration fall in [-1, 1), a sliver of its range. The rule is the same
+(parity.rescaled_range): an input used once, through identities, casts and function calls,
+multiplied or divided by a constant and then, perhaps, shifted by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from convhub import parity
+
+_PASS_THROUGH = ("Identity", "Cast", "EnsureShape")
+_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+_SHIFTS = ("AddV2", "Add", "BiasAdd", "Sub")
+
+
+def input_ranges(fn: Any, names: Sequence[str]) -> dict[str, list[float]]:
+    """{input name: [low, high]} for the inputs a signature's graph rescales first (`fn`: the
+    signature's concrete function; an input is found by its placeholder's name)."""
+    graph = fn.graph.as_graph_def()
+    library = {f.signature.name: f for f in graph.library.function}
+    ranges = {}
+    for name in names:
+        try:
+            affine = _rescaling(list(graph.node), name, library)
+        except (KeyError, IndexError, ValueError, TypeError):  # a graph not shaped as expected
+            affine = None
+        found = parity.rescaled_range(*affine) if affine else None
+        if found is not None:
+            ranges[name] = found
+    return ranges
+
+
+def _rescaling(nodes: list[Any], tensor: str, library: dict[str, Any]) -> tuple[Any, Any] | None:
+    """(scale, offset) when `tensor` is first mapped by x * scale + offset, else None."""
+    for _ in range(64):  # identities, casts and calls, a few levels deep
+        users = _users(nodes, tensor)
+        if len(users) != 1:
+            return None
+        node = users[0]
+        if node.op in _PASS_THROUGH:
+            tensor = node.name
+        elif node.op in _CALLS:
+            called = library[node.attr["f"].func.name]
+            index = _data_inputs(node).index(tensor)
+            nodes, tensor = list(called.node_def), called.signature.input_arg[index].name
+        else:
+            break
+    else:
+        return None
+    inputs = _data_inputs(node)
+    if node.op not in ("Mul", "RealDiv") or len(inputs) != 2 or (node.op == "RealDiv" and inputs[0] != tensor):
+        return None
+    factor = _constant(nodes, inputs[1] if inputs[0] == tensor else inputs[0])
+    if factor is None:
+        return None
+    scale = factor if node.op == "Mul" else 1.0 / factor
+    shifts = _users(nodes, node.name)
+    if len(shifts) != 1 or shifts[0].op not in _SHIFTS:
+        return scale, 0.0
+    shift, operands = shifts[0], _data_inputs(shifts[0])
+    offset = _constant(nodes, operands[1] if operands[0] == node.name else operands[0])
+    if offset is None:
+        return scale, 0.0
+    if shift.op == "Sub":
+        if operands[0] != node.name:
+            return None  # c - x * s: a flip, not a rescaling
+        offset = -offset
+    return scale, offset
+
+
+def _data_inputs(node: Any) -> list[str]:
+    """The node names (or function arguments) a node reads, without control inputs or output indices."""
+    return [i.split(":")[0] for i in node.input if not i.startswith("^")]
+
+
+def _users(nodes: list[Any], tensor: str) -> list[Any]:
+    return [n for n in nodes if tensor in _data_inputs(n)]
+
+
+def _constant(nodes: list[Any], name: str) -> Any | None:
+    import numpy as np
+    from tensorflow import make_ndarray
+
+    node = next((n for n in nodes if n.name == name), None)
+    if node is None or node.op != "Const":
+        return None
+    value = np.asarray(make_ndarray(node.attr["value"].tensor), np.float64)
+    return value if value.size and np.all(np.isfinite(value)) else None
