@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from convhub import parity
 
 # Primitives that call an inner jaxpr with the same arguments (a jit boundary, a custom derivative).
 _CALLS = ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "remat")
@@ -24,6 +23,8 @@ def input_ranges(fn: Callable[..., Any], specs: Sequence[Any]) -> dict[str, list
     when `fn` does not trace (the export reports that). `specs`: TensorSpecs or a JaxFunction's
     InputSpecs (a dynamic dim is None or a symbol's name, traced here as 1)."""
     import jax
+
+    from convhub import parity  # here, not at import: listing plugins imports no numpy
 
     structs = [jax.ShapeDtypeStruct(tuple(d if isinstance(d, int) else 1 for d in s.shape), s.dtype) for s in specs]
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from convhub import parity
 
 _PASS_THROUGH = ("Identity", "Cast", "EnsureShape")
 _CALLS = ("PartitionedCall", "StatefulPartitionedCall")
@@ -23,6 +22,8 @@ _SHIFTS = ("AddV2", "Add", "BiasAdd", "Sub")
 def input_ranges(fn: Any, names: Sequence[str]) -> dict[str, list[float]]:
     """{input name: [low, high]} for the inputs a signature's graph rescales first (`fn`: the
     signature's concrete function; an input is found by its placeholder's name)."""
+    from convhub import parity  # here, not at import: listing plugins imports no numpy
+
     graph = fn.graph.as_graph_def()
     library = {f.signature.name: f for f in graph.library.function}
     ranges = {}
