@@ -148,17 +148,12 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
             value = (np.arange(shape[-1]) < lengths).astype(dtype)
         elif dtype == np.bool_:
             value = rng.random(shape) < 0.5
+        elif realistic and (span := picture_range(shape, dtype, (ranges or {}).get(spec.name))) is not None:
+            value = smooth_pictures(rng, shape, *span)
+            value = (np.round(value) if np.issubdtype(dtype, np.integer) else value).astype(dtype)
         elif np.issubdtype(dtype, np.integer):
-            known = (ranges or {}).get(spec.name)
-            low, high = integer_range(spec.name, known)
-            if realistic and picture(shape) and (known is not None or dtype == np.uint8):
-                # uint8 pictures are pixels: [0, 255] unless the source said otherwise
-                low, high = (low, high) if known is not None else (0, 256)
-                value = np.round(smooth_pictures(rng, shape, low, high - 1)).astype(dtype)
-            else:
-                value = rng.integers(low, high, size=shape).astype(dtype)
-        elif realistic and picture(shape):
-            value = smooth_pictures(rng, shape, *float_range((ranges or {}).get(spec.name))).astype(dtype)
+            low, high = integer_range(spec.name, (ranges or {}).get(spec.name))
+            value = rng.integers(low, high, size=shape).astype(dtype)
         elif realistic and not known_range((ranges or {}).get(spec.name)):
             value = rng.standard_normal(size=shape).astype(dtype)
         else:
@@ -177,6 +172,20 @@ def _is_padding_mask(spec: TensorSpec, dtype: np.dtype[Any], known: Sequence[int
 def picture(shape: Sequence[int | None]) -> bool:
     """Whether an input is a batch of grids, (N, H, W, C) or more: pictures, mostly."""
     return len(shape) >= 4
+
+
+def picture_range(shape: Sequence[int | None], dtype: np.dtype[Any], known: Sequence[float] | None
+                  ) -> tuple[float, float] | None:
+    """[low, high] of the smooth_pictures a realistic input is drawn as, or None when it is not
+    one: a float grid in its range ([-1, 1] when unknown), an integer grid in the range the source
+    gave, a uint8 grid of unknown range as pixels in [0, 255]."""
+    if not picture(shape) or dtype == np.bool_:
+        return None
+    if np.issubdtype(dtype, np.integer):
+        if known is not None:
+            return float(known[0]), float(known[1]) - 1  # whole numbers below high
+        return (0.0, 255.0) if dtype == np.uint8 else None
+    return float_range(known)
 
 
 def smooth_pictures(rng: np.random.Generator, shape: Sequence[int], low: float, high: float) -> Array:
