@@ -176,9 +176,12 @@ class _Execution:
         # Quantized artifacts are judged by agreement too, which needs more rows than a float check,
         # and on realistic rows (parity.make_inputs), those int8 is calibrated on when given no data;
         # calibration data of the user's own sets the ranges instead, and [-1, 1) rows keep to them.
-        quantizing = any(is_set(t.options.get(k)) for t in targets for hop in t.route.hops for k in hop.lossy_options)
+        def given(keys: str) -> bool:
+            return any(is_set(t.options.get(k)) for t in targets for hop in t.route.hops for k in getattr(hop, keys))
+
+        quantizing = given("lossy_options")
         self.batch = parity.QUANTIZED_BATCH if quantizing else parity.DEFAULT_BATCH
-        self.realistic = quantizing and not any(is_set(t.options.get("representative_data")) for t in targets)
+        self.realistic = quantizing and not given("data_options")
         self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
 
     def start(self) -> None:

@@ -193,6 +193,9 @@ class Conversion:
     lossy_options: the option keys that make this edge lossy when set (e.g. "quantize"): a run
               with any of them checks on a larger parity batch (parity.QUANTIZED_BATCH), so
               top-1 agreement is judged over enough rows to mean something.
+    data_options: the option keys that hand this edge the user's own data (e.g. a calibration
+              set): with one set, the checks of a lossy route use uniform rows in the ranges
+              that data set, instead of the realistic rows generated calibration is drawn from.
     notes:    notes(facts) returns what this edge will do differently for a model with these
               facts (a rewrite, a fallback), one line each; `convhub route --explain` shows them,
               so nothing an edge does to a model is hidden.
@@ -216,11 +219,13 @@ class Conversion:
     env: Mapping[str, str] = field(default_factory=dict)
     notes: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
     lossy_options: tuple[str, ...] = ()
+    data_options: tuple[str, ...] = ()
     toolchain: Toolchain | None = None
 
     def __post_init__(self) -> None:
         _check_name("format", self.source)
         object.__setattr__(self, "lossy_options", tuple(self.lossy_options))
+        object.__setattr__(self, "data_options", tuple(self.data_options))
         _check_name("format", self.target)
         object.__setattr__(self, "options", tuple(self.options))
         if self.source == self.target:
