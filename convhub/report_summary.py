@@ -122,7 +122,7 @@ def notes(results: Sequence[Any]) -> str:
             data = facts.get("representative_dataset")
             if data:
                 own = not str(data).startswith("generated")
-                lines.append(("" if own else "weak", f"{art.format}: int8 calibrated on "
+                lines.append(("" if own else "weak", f"{art.format}: {facts.get('precision') or 'int8'} calibrated on "
                               + (f"your data: {data}" if own else f"generated data, not yours: {data}")))
             if facts.get("fallback"):
                 lines.append(("weak", f"{art.format}: {facts['fallback']}"))

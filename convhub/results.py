@@ -244,7 +244,8 @@ def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None, advi
     added_here = before is None or (before.checked and before.passed)
     if entry.previous and added_here and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
         where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
-    return f"{where}: {entry.reason}" + (f" ({advice})" if advice and added_here else "")
+    drifted = bool(entry.outputs)  # values were compared: not a runtime that failed to run it
+    return f"{where}: {entry.reason}" + (f" ({advice})" if advice and added_here and drifted else "")
 
 
 @dataclass

@@ -37,7 +37,7 @@ def test_declared_plugin_options_are_keyword_arguments(cnn_file, tmp_path):
     ONNX does not read it), before any framework loads."""
     with pytest.raises(convhub.UsageError, match="option 'quantize' is not used by any conversion on the route"):
         convhub.convert(cnn_file, to="onnx", output=tmp_path / "m.onnx", quantize="int8")
-    with pytest.raises(convhub.UsageError, match="choose one of float16, dynamic, int8, not 'int4'"):
+    with pytest.raises(convhub.UsageError, match="choose one of float16, dynamic, int8, int16x8, not 'int4'"):
         convhub.convert(cnn_file, to="tflite", output=tmp_path / "m.tflite", quantize="int4")
     with pytest.raises(convhub.UsageError) as info:
         convhub.convert(cnn_file, to="tflite", output=tmp_path / "m.tflite", quantise="int8")

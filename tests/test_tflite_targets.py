@@ -28,6 +28,7 @@ def neighbours_alike(io):
 
 @pytest.mark.parametrize("mode, precision", [
     (None, "float32"), ("float16", "float16"), ("dynamic", "dynamic-range"), ("int8", "int8"),
+    ("int16x8", "int16x8"),
 ])
 def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision):
     options = {"quantize": mode} if mode else {}
@@ -42,7 +43,7 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
     assert final.tolerance == pipeline.parity.TOLERANCES[precision]
     if mode:  # quantized: really different from float, and smaller
         assert final.max_abs_diff > 1e-6
-    if mode == "int8":
+    if mode in ("int8", "int16x8"):
         assert "generated: 64 random samples from the input spec (image: smooth random pictures in [-1, 1]" in result.artifacts[-1].facts["representative_dataset"]
     # Read back from disk (what `convhub check` does), the file tells the same precision.
     assert tflite.precision_of((tmp_path / "m.tflite").read_bytes()) == precision
@@ -64,6 +65,75 @@ def test_int8_io_and_user_calibration_data(tmp_path, cnn):
     (output,) = result.parity[-1].outputs
     # Judged over the 32 rows a quantizing route checks on, not the 3 of a float one.
     assert result.parity[-1].passed and output.rows == 32 and output.top1_agreement >= 0.9
+
+
+def test_int16x8_keeps_ops_without_a_16x8_kernel_float_and_says_so(tmp_path):
+    """TFLite has no 16x8 HARD_SWISH (MobileNetV3's activation): the conversion keeps it float
+    rather than failing, and the artifact's facts and the terminal's notes name it."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    image = keras.Input(shape=(12, 12, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, activation="hard_swish")(image)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(image, keras.layers.Dense(4, name="scores")(x))
+    result = convhub.convert(model, to="tflite", output=tmp_path / "m.tflite", options={"quantize": "int16x8"})
+    facts = result.artifacts[-1].facts
+    assert facts["precision"] == "int16x8" and facts["float_ops"] == ["HARD_SWISH"]
+    assert "ops with no int16x8 kernel run in float32 between (de)quantize ops: HARD_SWISH" in facts["fallback"]
+    assert result.parity[-1].passed
+    assert tflite.float_ops((tmp_path / "m.tflite").read_bytes()) == ["HARD_SWISH"]
+    # Without a float op, nothing is said.
+    plain = convhub.convert(build_cnn(), to="tflite", output=tmp_path / "p.tflite", options={"quantize": "int16x8"})
+    assert "float_ops" not in plain.artifacts[-1].facts and tflite.float_ops((tmp_path / "p.tflite").read_bytes()) == []
+
+
+def test_int16x8_limits_of_the_converter_and_runtime_are_named(tmp_path):
+    """Two upstream limits of TFLite's 16x8 mode, each one line that says what to use instead:
+    the converter records no range for integer inputs; LiteRT has no int16 SquaredDifference
+    (LayerNorm's), which the converter writes anyway, so the check, not the converter, finds it,
+    and the drift advice (calibration data) is not given for a model that did not run."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    ids = keras.Input(shape=(6,), dtype="int32", name="ids")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(ids))
+    tokens = keras.Model(ids, keras.layers.Dense(3)(x))
+    failed = pipeline.run(tokens, "tflite", tmp_path / "t.tflite", options={"quantize": "int16x8"})
+    assert not failed.ok and not (tmp_path / "t.tflite").exists()
+    assert "int16x8 calibration recorded no range for tensor serving_default_ids:0" in failed.error
+    assert "tensorflow/tensorflow#60799" in failed.error and "use --quantize int8, dynamic or float16" in failed.error
+    # So a drifted int8 model of token ids is not sent there.
+    int8 = convhub.convert(tokens, to="tflite", output=tmp_path / "i.tflite", options={"quantize": "int8"})
+    assert "int16x8" not in int8.artifacts[-1].facts["if_drifted"]
+
+    # A recurrent layer: refused after the Select TF ops fallback, in the same words.
+    series = keras.Input(shape=(5, 3), name="series")
+    recurrent = keras.Model(series, keras.layers.Dense(2)(keras.layers.LSTM(4)(series)))
+    failed = pipeline.run(recurrent, "tflite", tmp_path / "r.tflite", options={"quantize": "int16x8"})
+    assert not failed.ok and "int16x8 calibration recorded no range for tensor" in failed.error
+    assert "RuntimeError" not in failed.error
+
+    features = keras.Input(shape=(8,), name="features")
+    normed = keras.Model(features, keras.layers.Dense(3)(keras.layers.LayerNormalization()(features)))
+    failed = pipeline.run(normed, "tflite", tmp_path / "n.tflite", options={"quantize": "int16x8"})
+    assert not failed.ok and "SquaredDifference only supports FLOAT32 and INT32" in failed.error
+    assert "calibrated on generated inputs" not in failed.error
+
+
+def test_a_drifted_int8_check_names_int16x8(tmp_path, cnn):
+    """What a drifted int8 check says to try (its hop's if_drifted): data like yours when the
+    calibration was generated, int16 activations, then the float modes; int16x8 does not name itself."""
+    from convhub_tflite.tflite import _if_drifted
+
+    assert _if_drifted("int8", generated=True) == (
+        "int8 was calibrated on generated inputs, not on data like yours: pass samples of your inputs with"
+        " --representative-data, or use --quantize int16x8 (int16 activations), or use --quantize dynamic or float16")
+    assert "int16x8 (int16" in _if_drifted("int8", generated=False)
+    assert "int16x8 (int16" not in _if_drifted("int16x8", generated=True)
+    assert "int16x8" not in _if_drifted("int8", generated=True, int16x8=False)  # token ids: refused there
+    failed = pipeline.run(cnn, "tflite", tmp_path / "m.tflite", options={"quantize": "int8"}, atol=1e-9, rtol=0)
+    assert not failed.ok and "or use --quantize int16x8 (int16 activations)" in failed.error
 
 
 def test_quantized_models_are_not_judged_by_float32_tolerances(tmp_path, cnn):
@@ -98,8 +168,12 @@ def test_bad_quantization_options_are_usage_errors(tmp_path, cnn, capsys):
         from convhub_tflite.tflite import check_options
 
         check_options({"int8_io": True})
+    with pytest.raises(UsageError, match="need full integer quantization"):
+        check_options({"quantize": "int16x8", "int8_io": True})  # its inputs would be int16
+    with pytest.raises(UsageError, match="only used by full integer quantization"):
+        check_options({"quantize": "dynamic", "representative_data": "x.npz"})
     code = cli.main(["convert", "keras→tflite", "x.keras", "-o", str(tmp_path / "o"), "--quantize", "int4"])
-    assert code == 2 and "--quantize (quantize): choose one of float16, dynamic, int8, not 'int4'" in capsys.readouterr().err
+    assert code == 2 and "--quantize (quantize): choose one of float16, dynamic, int8, int16x8, not 'int4'" in capsys.readouterr().err
 
 
 def test_several_targets_share_hops_and_keep_intermediates(tmp_path, cnn, capsys):

@@ -42,6 +42,7 @@ def convhub_formats():
                 "dynamic": {"quantize": "dynamic"},
                 "int8": {"quantize": "int8"},  # calibrated on generated inputs
                 "int8-calibrated": {"quantize": "int8", "representative_data": CALIBRATION},
+                "int16x8": {"quantize": "int16x8"},  # int16 activations, int8 weights; generated calibration
             },
         )
     ]
@@ -59,6 +60,7 @@ def convhub_conversions():
             env=TF_ENV,
             options=("quantize", "int8_io", "representative_data", "select_tf_ops", "select_tf_ops_fallback"),
             lossy_options=("quantize",),
+            data_options=("representative_data",),
             description="tf.lite.TFLiteConverter.from_saved_model",
             notes=notes,
         )
@@ -87,9 +89,10 @@ def convhub_runners():
 @hookimpl
 def convhub_options():
     return [
-        Option("quantize", "TFLite quantization", choices=("float16", "dynamic", "int8")),
-        Option("representative_data", "calibration inputs (.npz) for --quantize int8 (default: generated from"
-               " the input spec)", type="path"),
+        Option("quantize", "TFLite quantization (int16x8: int16 activations, int8 weights)",
+               choices=("float16", "dynamic", "int8", "int16x8")),
+        Option("representative_data", "calibration inputs (.npz) for --quantize int8 or int16x8 (default:"
+               " generated from the input spec)", type="path"),
         Option("int8_io", "with --quantize int8: int8 inputs and outputs too", type="bool"),
         Option("select_tf_ops", "TFLite: always allow TensorFlow ops (Flex delegate); by default they are used"
                " only when builtin ops fail", type="bool"),  # False (--option select_tf_ops=false): never

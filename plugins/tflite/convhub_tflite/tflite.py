@@ -43,8 +43,9 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
 def precision_of(flatbuffer: bytes) -> str:
     """What a .tflite file computes in, read from its quantized tensors (int8/uint8 with a scale):
     quantized activations mean full integer quantization, quantized weights with float activations
-    dynamic-range, float16 weights float16. An int8/uint8 tensor without a scale is plain integer
-    data (a uint8 image input cast to float), which says nothing about the precision."""
+    dynamic-range, float16 weights float16; int16 activations with a scale int16x8. An int8/uint8
+    tensor without a scale is plain integer data (a uint8 image input cast to float), which says
+    nothing about the precision."""
     from ai_edge_litert import schema_py_generated as schema  # no TensorFlow import needed
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
@@ -55,9 +56,11 @@ def precision_of(flatbuffer: bytes) -> str:
         for tensor in subgraph.tensors or []:
             data = buffers[tensor.buffer].data if tensor.buffer < len(buffers) else None
             is_constant = data is not None and len(data) > 0
-            if tensor.type in (types.INT8, types.UINT8) and not _has_scale(tensor):
+            if tensor.type in (types.INT8, types.UINT8, types.INT16) and not _has_scale(tensor):
                 continue
             (constant if is_constant else computed).add(tensor.type)
+    if types.INT16 in computed:
+        return "int16x8"
     if types.INT8 in computed or types.UINT8 in computed:
         return "int8"
     if types.INT8 in constant or types.UINT8 in constant:
@@ -72,8 +75,9 @@ def _has_scale(tensor) -> bool:
     return scales is not None and any(s != 0 for s in scales)
 
 
-QUANTIZE_MODES = ("float16", "dynamic", "int8")
-PRECISION = {None: "float32", "float16": "float16", "dynamic": "dynamic-range", "int8": "int8"}
+QUANTIZE_MODES = ("float16", "dynamic", "int8", "int16x8")
+PRECISION = {None: "float32", "float16": "float16", "dynamic": "dynamic-range", "int8": "int8", "int16x8": "int16x8"}
+CALIBRATED = ("int8", "int16x8")  # the modes that quantize activations, from calibration samples
 REPRESENTATIVE_SAMPLES = 64
 # Generated calibration samples are seeded apart from the check's inputs (seed 0 by default,
 # --seed N), which would otherwise start with the first sample: a check on its own calibration.
@@ -86,8 +90,9 @@ def check_options(options: Mapping[str, Any]) -> None:
         raise UsageError(f"unknown TFLite quantization {mode!r} (choose from {', '.join(QUANTIZE_MODES)})")
     if options.get("int8_io") and mode != "int8":
         raise UsageError("int8 inputs and outputs need full integer quantization (--quantize int8)")
-    if options.get("representative_data") and mode != "int8":
-        raise UsageError("a representative dataset is only used by full integer quantization (--quantize int8)")
+    if options.get("representative_data") and mode not in CALIBRATED:
+        raise UsageError("a representative dataset is only used by full integer quantization"
+                         " (--quantize int8 or int16x8)")
 
 
 def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
@@ -160,6 +165,33 @@ def flex_ops(flatbuffer: bytes) -> list[str]:
     return sorted(n[len("Flex"):] for n in names if n.startswith("Flex"))
 
 
+def float_ops(flatbuffer: bytes) -> list[str]:
+    """The builtin ops a quantized .tflite runs on float activations (int16x8 keeps the ops with
+    no 16x8 kernel float, between a DEQUANTIZE and a QUANTIZE): those with a computed float32
+    input, other than the QUANTIZE that takes the model's float input."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    found: set[str] = set()
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            code = codes[op.OpcodeIndex()]
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            if name in ("QUANTIZE", "DEQUANTIZE", "CUSTOM"):
+                continue
+            for i in op.InputsAsNumpy() if op.InputsLength() else []:
+                tensor = graph.Tensors(i) if i >= 0 else None
+                constant = tensor is not None and model.Buffers(tensor.Buffer()).DataLength() > 0
+                if tensor is not None and tensor.Type() == schema.TensorType.FLOAT32 and not constant:
+                    found.add(name)
+                    break
+    return sorted(found)
+
+
 # Select TF ops. `select_tf_ops` True: always; False: never; not given: builtin ops first, and
 # when the converter says only TF ops would do (ERROR_NEEDS_FLEX_OPS, or tensor lists it cannot
 # lower: Keras LSTM/GRU with a dynamic batch), again with Select TF ops, unless
@@ -222,17 +254,24 @@ def _converter(tf, artifact: Artifact, keys: list[str], options: Mapping[str, An
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif mode == "int8":
+    elif mode in CALIBRATED:
         specs = list(artifact.facts.get("inputs") or [])
         if not specs:
-            raise UsageError("int8 quantization needs the model's input spec, which the source did not give")
+            raise UsageError(f"{mode} quantization needs the model's input spec, which the source did not give")
         samples, facts["representative_dataset"] = representative_samples(options, specs, artifact.facts.get("input_ranges"))
-        if not options.get("representative_data"):
-            facts["if_drifted"] = ("int8 was calibrated on generated inputs, not on data like yours: pass samples"
-                                   " of your inputs with --representative-data, or use --quantize dynamic or float16")
+        # int16x8 is no way out where its converter refuses the model: integer inputs such as
+        # token ids (measured: uint8 pixels convert), recurrent layers.
+        refused_16x8 = bool(artifact.facts.get("recurrent_layers")) or any(
+            str(s.dtype).startswith("int") for s in specs)
+        facts["if_drifted"] = _if_drifted(mode, not options.get("representative_data"), not refused_16x8)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: iter(samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # int16x8: ops with no 16x8 kernel (HARD_SWISH, as of TF 2.19) stay float between a
+        # quantize and a dequantize rather than failing the conversion, as TFLite's guide does it.
+        converter.target_spec.supported_ops = (
+            [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] if mode == "int8"
+            else [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                  tf.lite.OpsSet.TFLITE_BUILTINS])
         if options.get("int8_io"):
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
@@ -245,6 +284,34 @@ def _converter(tf, artifact: Artifact, keys: list[str], options: Mapping[str, An
             *converter.target_spec.supported_ops, tf.lite.OpsSet.SELECT_TF_OPS,
         ]
     return converter
+
+
+def _if_drifted(mode: str, generated: bool, int16x8: bool = True) -> str:
+    """What to try when a model with quantized activations drifts: data like the user's, if the
+    calibration was generated; for int8, int16 activations (unless its converter would refuse
+    the model), which keep most of what int8 loses on networks whose activations int8 cannot
+    hold (measured: EfficientNetB0, docs/parity.md); then the float modes."""
+    why = (f"{mode} was calibrated on generated inputs, not on data like yours" if generated
+           else f"{mode} activations may be too coarse for this model")
+    tries = ["pass samples of your inputs with --representative-data"] if generated else []
+    if mode == "int8" and int16x8:
+        tries.append("use --quantize int16x8 (int16 activations)")
+    tries.append("use --quantize dynamic or float16")
+    return f"{why}: {', or '.join(tries)}"
+
+
+# TFLiteConverter's 16x8 calibration records no range for integer inputs (token ids), for tensors
+# inside while loops (Keras RNNs) and for some computed ones (LayerNorm's Sub), then refuses the
+# model: upstream bugs, measured on the zoo with TF 2.19.
+UNCALIBRATED_16X8 = "Max and min for dynamic tensors should be recorded during calibration"
+UPSTREAM_16X8 = "tensorflow/tensorflow#60799, tensorflow/model-optimization#1090"
+
+
+def _uncalibrated_16x8(text: str) -> str:
+    tensor = re.search(r"Failed for tensor (\S+)", text)
+    return (f"TFLiteConverter's int16x8 calibration recorded no range for tensor"
+            f" {tensor.group(1) if tensor else '?'} (a converter bug with integer inputs, recurrent layers"
+            f" and some computed tensors: {UPSTREAM_16X8}); use --quantize int8, dynamic or float16")
 
 
 def _is_converter_error(exc: BaseException) -> bool:
@@ -291,21 +358,30 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
     mode = options.get("quantize")
     signature = artifact.facts.get("signature", "serving_default")
     # Every signature the SavedModel serves survives into the .tflite, the checked one first;
-    # calibration (int8) feeds one signature, so int8 converts that one only.
+    # calibration (int8, int16x8) feeds one signature, so those convert that one only.
     keys = [signature]
-    if mode != "int8":
+    if mode not in CALIBRATED:
         keys += [s for s in artifact.facts.get("signatures", []) if s != signature]
     facts: dict[str, Any] = {"precision": PRECISION[mode], "signature": signature, "signatures": keys}
     asked = options.get("select_tf_ops")  # True, False, or None: builtins first, then the fallback
     try:
-        flatbuffer = _converter(tf, artifact, keys, options, facts, select=bool(asked)).convert()
-    except Exception as exc:  # noqa: BLE001 - TensorFlow's ConverterError, told in one line
-        if not _is_converter_error(exc):
-            raise
-        flatbuffer = _fallback(tf, artifact, keys, options, facts, exc)
-    else:
-        if asked:
-            facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported when asked for: [] = none needed
+        try:
+            flatbuffer = _converter(tf, artifact, keys, options, facts, select=bool(asked)).convert()
+        except Exception as exc:  # noqa: BLE001 - TensorFlow's ConverterError, told in one line
+            if not _is_converter_error(exc) or UNCALIBRATED_16X8 in str(exc):
+                raise
+            flatbuffer = _fallback(tf, artifact, keys, options, facts, exc)
+        else:
+            if asked:
+                facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported when asked for: [] = none needed
+    except Exception as exc:  # noqa: BLE001 - also from the Select TF ops fallback (a Keras RNN)
+        if mode == "int16x8" and UNCALIBRATED_16X8 in str(exc):
+            raise ConversionError(_uncalibrated_16x8(str(exc))) from None
+        raise
+    if mode == "int16x8" and (kept := float_ops(flatbuffer)):
+        facts["float_ops"] = kept
+        facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), "ops with no int16x8 kernel run in"
+                                                    f" float32 between (de)quantize ops: {', '.join(kept)}"]))
     destination.write_bytes(flatbuffer)
     return facts
 
