@@ -647,7 +647,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         seconds = kept_seconds + time.perf_counter() - started
         payload = matrix.to_json(every, seconds, interrupted=interrupted, commands=commands, versions=versions)
         if args.markdown:
-            write_text(Path(args.markdown), matrix.to_markdown(every, seconds, "`, then `".join(commands),
+            write_text(Path(args.markdown), matrix.to_markdown(every, seconds, commands,
                                                                interrupted=interrupted, versions=versions))
         if args.json_file:
             write_text(Path(args.json_file), dump_json(payload) + "\n")
