@@ -190,6 +190,21 @@ def picture_range(shape: Sequence[int | None], dtype: np.dtype[Any], known: Sequ
     return float_range(known)
 
 
+def realistic_kind(spec: TensorSpec, known: Sequence[float] | None) -> str:
+    """How make_inputs(realistic=True) draws an input, in a few words ("" for integers, drawn
+    as in any check): for the report and the calibration line."""
+    dtype = np.dtype(spec.dtype)
+    span = picture_range(spec.shape, dtype, known)
+    if span is not None:
+        return f"{spec.name}: smooth random pictures in [{span[0]:g}, {span[1]:g}]"
+    if dtype.kind != "f":
+        return ""
+    if not known_range(known):
+        return f"{spec.name} from N(0, 1)"
+    low, high = float_range(known)
+    return f"{spec.name} uniform in [{low:g}, {high:g})"
+
+
 def smooth_pictures(rng: np.random.Generator, shape: Sequence[int], low: float, high: float) -> Array:
     """Random pictures in [low, high] with natural images' statistics: a 1/f amplitude spectrum,
     one luminance field shared by the channels plus each channel's own field at half its

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from convhub.parity import OutputDiff, ParityEntry
+from convhub.parity import OutputDiff, ParityEntry, realistic_kind
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -108,7 +108,7 @@ def render(results: Sequence[Any], labels: Sequence[str] | None = None) -> str:
         if r.seed is None:
             inputs = f"inputs from {html.escape(r.inputs)}"
         elif r.inputs == "realistic":  # a quantized route's (docs/parity.md)
-            inputs = f"seeded realistic inputs (seed {r.seed}: smooth pictures, N(0, 1) for other floats)"
+            inputs = f"seeded realistic inputs (seed {r.seed}: {html.escape(_realistic_kinds(r))})"
         else:
             inputs = f"seeded random inputs (seed {r.seed})"
         if hasattr(r, "route"):  # a conversion
@@ -139,3 +139,11 @@ def write(results: Sequence[Any], path: str | os.PathLike[str], labels: Sequence
     from convhub.publish import write_text
 
     return write_text(Path(path), render(results, labels))
+
+
+def _realistic_kinds(result: Any) -> str:
+    """Which generator each input of a quantized route's check was drawn from."""
+    facts = getattr(result, "facts", None) or {}
+    ranges = facts.get("input_ranges") or {}
+    kinds = [realistic_kind(s, ranges.get(s.name)) for s in facts.get("inputs") or []]
+    return ", ".join(filter(None, kinds)) or "integers in their ranges"

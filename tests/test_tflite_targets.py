@@ -43,6 +43,10 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
     assert final.tolerance == pipeline.parity.TOLERANCES[precision]
     if mode:  # quantized: really different from float, and smaller
         assert final.max_abs_diff > 1e-6
+    if mode:  # the report names the generator of each input
+        from convhub import report
+
+        assert "seeded realistic inputs (seed 0: image: smooth random pictures in [-1, 1])" in report.render([result])
     if mode in ("int8", "int16x8"):
         assert "generated: 64 random samples from the input spec (image: smooth random pictures in [-1, 1]" in result.artifacts[-1].facts["representative_dataset"]
     # Read back from disk (what `convhub check` does), the file tells the same precision.

@@ -120,33 +120,11 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
     # implies), as parity inputs are; realistic: smooth pictures, N(0, 1) for unknown floats.
     samples = [parity.make_inputs(specs, CALIBRATION_SEED + i, batch=1, ranges=ranges, realistic=True)
                for i in range(REPRESENTATIVE_SAMPLES)]
-    spans = ", ".join(filter(None, (_spread(s, (ranges or {}).get(s.name)) for s in specs)))
+    spans = ", ".join(filter(None, (parity.realistic_kind(s, (ranges or {}).get(s.name)) for s in specs)))
     return samples, (
         f"generated: {REPRESENTATIVE_SAMPLES} random samples from the input spec ({spans or 'integer ids'};"
         f" seeds {CALIBRATION_SEED}+), not your data; pass real data with --representative-data for a calibration that fits your inputs"
     )
-
-
-def _spread(spec: TensorSpec, known: Any) -> str:
-    """How parity.make_inputs drew a realistic calibration input, in a few words ("" for plain integers)."""
-    import numpy as np
-
-    from convhub import parity
-
-    dtype = np.dtype(spec.dtype)
-    span = parity.picture_range(spec.shape, dtype, known)
-    if span is not None:
-        return f"{spec.name}: smooth random pictures in [{_g(span[0])}, {_g(span[1])}]"
-    if dtype.kind != "f":
-        return ""
-    if not parity.known_range(known):
-        return f"{spec.name} from N(0, 1)"
-    low, high = parity.float_range(known)
-    return f"{spec.name} uniform in [{_g(low)}, {_g(high)})"
-
-
-def _g(x: float) -> str:
-    return f"{x:g}"
 
 
 def _samples_spec(spec: TensorSpec) -> TensorSpec:
