@@ -88,7 +88,12 @@ def options_per_target(options: Mapping[str, Any], routes: Mapping[str, Route],
                 f" scope it to the targets it is for, e.g. --option {using[0]}.{key}={value}"
             )
     common = {k: v for k, v in options.items() if "." not in k}
-    return {t: {**common, **per_target[t]} for t in routes}
+    chosen = {t: {**common, **per_target[t]} for t in routes}
+    for target, route in routes.items():  # values that cannot go together, before anything loads
+        for hop in route.hops:
+            if hop.check_options is not None:
+                hop.check_options(chosen[target])
+    return chosen
 
 
 @dataclass(frozen=True)

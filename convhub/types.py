@@ -196,6 +196,9 @@ class Conversion:
     data_options: the option keys that hand this edge the user's own data (e.g. a calibration
               set): with one set, the checks of a lossy route use uniform rows in the ranges
               that data set, instead of the realistic rows generated calibration is drawn from.
+    check_options: check_options(options) raises UsageError for option values that cannot go
+              together (e.g. int8 I/O without int8), before anything loads; `options` holds the
+              run's options for this edge's target. Single values are checked by `Option`.
     notes:    notes(facts) returns what this edge will do differently for a model with these
               facts (a rewrite, a fallback), one line each; `convhub route --explain` shows them,
               so nothing an edge does to a model is hidden.
@@ -220,6 +223,7 @@ class Conversion:
     notes: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
     lossy_options: tuple[str, ...] = ()
     data_options: tuple[str, ...] = ()
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
     toolchain: Toolchain | None = None
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 TAG = "__convhub__"
 # What plans a route stays with the supervisor: a worker only runs hops and runners.
-PLANNING = frozenset({"refuse", "notes", "detect"})
+PLANNING = frozenset({"refuse", "notes", "detect", "check_options"})
 
 
 class WireError(TypeError):

@@ -176,6 +176,14 @@ def test_bad_quantization_options_are_usage_errors(tmp_path, cnn, capsys):
         check_options({"quantize": "int16x8", "int8_io": True})  # its inputs would be int16
     with pytest.raises(UsageError, match="only used by full integer quantization"):
         check_options({"quantize": "dynamic", "representative_data": "x.npz"})
+    # Options that cannot go together: exit 2 from the plan, before TensorFlow loads.
+    path = tmp_path / "cnn.keras"
+    cnn.save(path)
+    for extra, needle in ((["--quantize", "int16x8", "--int8-io"], "need full integer quantization"),
+                          (["--quantize", "dynamic", "--representative-data", str(path)], "only used by full integer")):
+        code = cli.main(["convert", str(path), "--to", "tflite", "-o", str(tmp_path / "o.tflite"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and "loading TensorFlow" not in err and "converting" not in err
     code = cli.main(["convert", "keras→tflite", "x.keras", "-o", str(tmp_path / "o"), "--quantize", "int4"])
     assert code == 2 and "--quantize (quantize): choose one of float16, dynamic, int8, int16x8, not 'int4'" in capsys.readouterr().err
 

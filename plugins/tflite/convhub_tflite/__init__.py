@@ -61,6 +61,7 @@ def convhub_conversions():
             options=("quantize", "int8_io", "representative_data", "select_tf_ops", "select_tf_ops_fallback"),
             lossy_options=("quantize",),
             data_options=("representative_data",),
+            check_options=tflite.check_options,
             description="tf.lite.TFLiteConverter.from_saved_model",
             notes=notes,
         )
