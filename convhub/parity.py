@@ -205,6 +205,11 @@ def realistic_kind(spec: TensorSpec, known: Sequence[float] | None) -> str:
     return f"{spec.name} uniform in [{low:g}, {high:g})"
 
 
+def realistic_kinds(specs: Sequence[TensorSpec], ranges: Mapping[str, Sequence[float]] | None) -> str:
+    """realistic_kind of every input that has one, joined ("" when all are integers)."""
+    return ", ".join(filter(None, (realistic_kind(s, (ranges or {}).get(s.name)) for s in specs)))
+
+
 def smooth_pictures(rng: np.random.Generator, shape: Sequence[int], low: float, high: float) -> Array:
     """Random pictures in [low, high] with natural images' statistics: a 1/f amplitude spectrum,
     one luminance field shared by the channels plus each channel's own field at half its

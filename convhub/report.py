@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from convhub.parity import OutputDiff, ParityEntry, realistic_kind
+from convhub.parity import OutputDiff, ParityEntry, realistic_kinds
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -144,6 +144,4 @@ def write(results: Sequence[Any], path: str | os.PathLike[str], labels: Sequence
 def _realistic_kinds(result: Any) -> str:
     """Which generator each input of a quantized route's check was drawn from."""
     facts = getattr(result, "facts", None) or {}
-    ranges = facts.get("input_ranges") or {}
-    kinds = [realistic_kind(s, ranges.get(s.name)) for s in facts.get("inputs") or []]
-    return ", ".join(filter(None, kinds)) or "integers in their ranges"
+    return realistic_kinds(facts.get("inputs") or [], facts.get("input_ranges")) or "integers in their ranges"

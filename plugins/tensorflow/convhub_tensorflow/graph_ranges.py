@@ -19,12 +19,11 @@ _CALLS = ("PartitionedCall", "StatefulPartitionedCall")
 _SHIFTS = ("AddV2", "Add", "BiasAdd", "Sub")
 
 
-def input_ranges(fn: Any, names: Sequence[str]) -> dict[str, list[float]]:
-    """{input name: [low, high]} for the inputs a signature's graph rescales first (`fn`: the
-    signature's concrete function; an input is found by its placeholder's name)."""
+def input_ranges(graph: Any, names: Sequence[str]) -> dict[str, list[float]]:
+    """{input name: [low, high]} for the inputs a signature's graph rescales first (`graph`: the
+    GraphDef of the signature's concrete function; an input is found by its placeholder's name)."""
     from convhub import parity  # here, not at import: listing plugins imports no numpy
 
-    graph = fn.graph.as_graph_def()
     library = {f.signature.name: f for f in graph.library.function}
     ranges = {}
     for name in names:

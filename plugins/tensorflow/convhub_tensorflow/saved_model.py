@@ -62,9 +62,8 @@ def signature_outputs(path: Path, signature: str) -> list[str]:
     raise InputError(f"{path} has no signature {signature!r}")
 
 
-def op_types(fn) -> set[str]:
-    """Every op type in a signature's graph, including the functions it calls."""
-    graph_def = fn.graph.as_graph_def()
+def op_types(graph_def) -> set[str]:
+    """Every op type in a signature's graph (its GraphDef), including the functions it calls."""
     ops = {node.op for node in graph_def.node}
     ops.update(node.op for function in graph_def.library.function for node in function.node_def)
     return ops
@@ -76,15 +75,16 @@ def read(thing: Any, options: Mapping[str, Any]) -> Artifact:
     signature = options.get("signature") or DEFAULT_SIGNATURE
     loaded, fn = _signature(thing, signature)
     specs = _specs(fn)
+    graph_def = fn.graph.as_graph_def()  # serialised once: read for its ops and its input ranges
     facts = {
         **input_facts(specs),
         "outputs": _output_names(fn),
         "signature": signature,
         "signatures": sorted(loaded.signatures),
         # StableHLO wrapped in XlaCallModule (native JAX export): tf2onnx and tensorflowjs can't take it.
-        "xla_call_module": "XlaCallModule" in op_types(fn),
+        "xla_call_module": "XlaCallModule" in op_types(graph_def),
     }
-    ranges = graph_ranges.input_ranges(fn, [s.name for s in specs])
+    ranges = graph_ranges.input_ranges(graph_def, [s.name for s in specs])
     if ranges:
         facts["input_ranges"] = ranges
     return Artifact("savedmodel", path=thing, facts=facts)

@@ -120,7 +120,7 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
     # implies), as parity inputs are; realistic: smooth pictures, N(0, 1) for unknown floats.
     samples = [parity.make_inputs(specs, CALIBRATION_SEED + i, batch=1, ranges=ranges, realistic=True)
                for i in range(REPRESENTATIVE_SAMPLES)]
-    spans = ", ".join(filter(None, (parity.realistic_kind(s, (ranges or {}).get(s.name)) for s in specs)))
+    spans = parity.realistic_kinds(specs, ranges)
     return samples, (
         f"generated: {REPRESENTATIVE_SAMPLES} random samples from the input spec ({spans or 'integer ids'};"
         f" seeds {CALIBRATION_SEED}+), not your data; pass real data with --representative-data for a calibration that fits your inputs"
@@ -329,8 +329,22 @@ def _fallback(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any
     return flatbuffer
 
 
+def _convert(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any], facts: dict) -> bytes:
+    """Builtin ops first (or Select TF ops when asked for), then the Select TF ops fallback."""
+    asked = options.get("select_tf_ops")  # True, False, or None: builtins first, then the fallback
+    try:
+        flatbuffer = _converter(tf, artifact, keys, options, facts, select=bool(asked)).convert()
+    except Exception as exc:  # noqa: BLE001 - TensorFlow's ConverterError, told in one line
+        if not _is_converter_error(exc):
+            raise
+        return _fallback(tf, artifact, keys, options, facts, exc)
+    if asked:
+        facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported when asked for: [] = none needed
+    return flatbuffer
+
+
 def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str, Any]) -> dict:
-    check_options(options)
+    # check_options ran when the route was planned (Conversion.check_options), before TF loaded.
     tf = frameworks.tensorflow()
 
     mode = options.get("quantize")
@@ -341,18 +355,9 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
     if mode not in CALIBRATED:
         keys += [s for s in artifact.facts.get("signatures", []) if s != signature]
     facts: dict[str, Any] = {"precision": PRECISION[mode], "signature": signature, "signatures": keys}
-    asked = options.get("select_tf_ops")  # True, False, or None: builtins first, then the fallback
     try:
-        try:
-            flatbuffer = _converter(tf, artifact, keys, options, facts, select=bool(asked)).convert()
-        except Exception as exc:  # noqa: BLE001 - TensorFlow's ConverterError, told in one line
-            if not _is_converter_error(exc) or UNCALIBRATED_16X8 in str(exc):
-                raise
-            flatbuffer = _fallback(tf, artifact, keys, options, facts, exc)
-        else:
-            if asked:
-                facts["select_tf_ops"] = flex_ops(flatbuffer)  # reported when asked for: [] = none needed
-    except Exception as exc:  # noqa: BLE001 - also from the Select TF ops fallback (a Keras RNN)
+        flatbuffer = _convert(tf, artifact, keys, options, facts)
+    except RuntimeError as exc:  # also from the Select TF ops fallback (a Keras RNN)
         if mode == "int16x8" and UNCALIBRATED_16X8 in str(exc):
             raise ConversionError(_uncalibrated_16x8(str(exc))) from None
         raise
