@@ -139,9 +139,13 @@ def execute(
     source's latency ("source_latency") and whether generated feeds were realistic rows."""
     run = _Execution(registry, runtime, source, targets, workdir, check, seed, inputs, progress, read_options,
                      provenance, benchmark)
-    run.start()
-    if check:
-        run.judge(atol, rtol)
+    try:
+        run.start()
+        if check:
+            run.judge(atol, rtol)
+            run.explain_drifts()
+    finally:
+        run.close()
     if extras is not None:
         extras.update(feeds=run.reference.get("feeds"), expected=run.outputs.get(()),
                       source_latency=run.reference.get("latency"), realistic=run.realistic and inputs is None)
@@ -185,11 +189,15 @@ class _Execution:
         self.threads = cf.ThreadPoolExecutor(max_workers=max(2, runtime.pool.jobs + 1), thread_name_prefix="convhub")
 
     def start(self) -> None:
+        if self.check:
+            self.submit_reference()
+        for key in self.children.get((), []):
+            self.submit_hop(key)
+        self.drain()
+
+    def drain(self) -> None:
+        """Wait for every task submitted, and for those their results submit."""
         try:
-            if self.check:
-                self.submit_reference()
-            for key in self.children.get((), []):
-                self.submit_hop(key)
             while self.pending:
                 # With a timeout, so Ctrl-C and SIGTERM are seen at once.
                 done, _ = cf.wait(list(self.pending), timeout=0.5, return_when=cf.FIRST_COMPLETED)
@@ -200,6 +208,8 @@ class _Execution:
             self.runtime.interrupt()  # Ctrl-C, SIGTERM or bad --inputs: stop what still runs
             self.threads.shutdown(wait=False, cancel_futures=True)
             raise
+
+    def close(self) -> None:
         self.threads.shutdown(wait=True)
 
     def add_built(self, name: str, artifact: Artifact) -> HopKey:
@@ -274,13 +284,17 @@ class _Execution:
         fmt = self.registry.formats[hop.edge.target]
         embed = (fmt.embed, self.provenance.record(self.edges_to(key), hop.options)) if (
             self.provenance is not None and fmt.embed is not None) else None
-        options = dict(hop.options)
-        if hop.edge.toolchain is not None:  # what crosses to another Python: the options it reads, no more
-            options = {k: v for k, v in options.items() if k in hop.edge.options or k in GENERAL_OPTIONS}
         args = (hop.edge, before if before.in_memory else tasks.portable(before),
-                self.source_to_read() if hop.parent == () else None, self.destinations[key], options, embed)
+                self.source_to_read() if hop.parent == () else None, self.destinations[key], self.hop_options(key),
+                embed)
         self.submit("hop", key, tasks.convert, args, local=before.in_memory, env=hop.edge.env,
                     toolchain=hop.edge.toolchain)
+
+    def hop_options(self, key: HopKey) -> dict[str, Any]:
+        hop = self.hops[key]
+        if hop.edge.toolchain is not None:  # what crosses to another Python: the options it reads, no more
+            return {k: v for k, v in hop.options.items() if k in hop.edge.options or k in GENERAL_OPTIONS}
+        return dict(hop.options)
 
     def hop_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         hop = self.hops[key]
@@ -412,3 +426,30 @@ class _Execution:
                                          tol, previous)
             outcome.check.seconds = self.check_seconds.get(key)
             outcome.check.latency = self.latency.get(key)
+
+    # Drifts: the hop that added one says where it comes from, when its edge can.
+    def explain_drifts(self) -> None:
+        for key, outcome in self.outcomes.items():
+            hop, entry = self.hops.get(key), outcome.check
+            if hop is None or entry is None or not entry.drifted or hop.edge.explain_drift is None:
+                continue
+            parent = self.outcomes.get(hop.parent)
+            if parent is not None and parent.check is not None and not parent.check.passed:
+                continue  # the drift came in earlier: that hop's to explain
+            before = self.artifact_of(hop.parent)
+            self.progress(f"explaining {self.artifact_of(key).format}'s drift ({hop.edge.plugin})")
+            args = (hop.edge, before if before.in_memory else tasks.portable(before), self.artifact_of(key),
+                    self.hop_options(key), self.reference["feeds"], self.reference["specs"])
+            self.submit("explanation", key, tasks.explain_drift, args, local=before.in_memory, env=hop.edge.env,
+                        toolchain=hop.edge.toolchain)
+        self.drain()
+
+    def explanation_done(self, key: HopKey, future: cf.Future[Any]) -> None:
+        entry = self.outcomes[key].check
+        try:
+            said = future.result()
+        except Exception as exc:  # noqa: BLE001 - a diagnosis that fails leaves the verdict as it was
+            self.progress(f"the drift could not be explained: {exc if isinstance(exc, ConvhubError) else tasks.first_line(exc)}")
+            return
+        if entry is not None and said:
+            entry.cause = said

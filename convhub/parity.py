@@ -541,6 +541,12 @@ class ParityEntry:
     reason: str = ""
     seconds: float | None = None  # the artifact's run in its runtime (wall time, loading included)
     latency: dict[str, Any] | None = None  # --benchmark: its latency in that runtime (convhub.benchmark)
+    cause: str = ""  # for a drift: where it comes from, in the words of the hop that wrote the artifact
+
+    @property
+    def drifted(self) -> bool:
+        """Failed on compared values: not a runtime that could not run it, nor an output missing."""
+        return self.checked and not self.passed and any(not o.passed for o in self.outputs)
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -589,6 +595,7 @@ class ParityEntry:
             "previous": self.previous or None,
             "vs_previous": [o.to_json() for o in self.vs_previous],
             "reason": self.reason,
+            "cause": self.cause or None,
             "evidence": ("weak" if self.weak_evidence else "strong") if self.checked and self.passed else None,
             "weak_evidence": self.weak_evidence,
         }

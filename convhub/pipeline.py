@@ -586,8 +586,11 @@ def _check_artifacts(registry: Registry, runtime: Runtime, ref: Artifact, read: 
     run = _Execution(registry, runtime, ref, [], Path(tempfile.gettempdir()), True, seed,
                      str(inputs) if inputs is not None else None, progress, read_options, benchmark=benchmark)
     keys = [run.add_built(f"candidate-{i}", artifact) for i, artifact in enumerate(read)]
-    run.start()
-    run.judge(atol, rtol)
+    try:
+        run.start()
+        run.judge(atol, rtol)
+    finally:
+        run.close()
     if extras is not None:
         extras.update(feeds=run.reference.get("feeds"), expected=run.outputs.get(()),
                       source_latency=run.reference.get("latency"))

@@ -237,7 +237,8 @@ def _advice(outcome: HopOutcome) -> str:
 
 def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None, advice: str = "") -> str:
     """Say which output failed and, when the hop before it still matched the source, which hop
-    added the error, and what that hop advises for a drift (e.g. calibrating on real data)."""
+    added the error, where in the model it comes from (when that hop could tell), and what that
+    hop advises for a drift (e.g. calibrating on real data)."""
     if not entry.checked:
         return f"{entry.format}: {entry.reason}"
     where = f"{entry.format}"
@@ -245,7 +246,8 @@ def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None, advi
     if entry.previous and added_here and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
         where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
     drifted = bool(entry.outputs)  # values were compared: not a runtime that failed to run it
-    return f"{where}: {entry.reason}" + (f" ({advice})" if advice and added_here and drifted else "")
+    cause = f"; {entry.cause}" if entry.cause and added_here else ""
+    return f"{where}: {entry.reason}{cause}" + (f" ({advice})" if advice and added_here and drifted else "")
 
 
 @dataclass

@@ -181,6 +181,21 @@ def run_candidate(runner: Runner, artifact: Artifact, feeds: Mapping[str, Any], 
     return outputs, runtime, _latency(session, own, runtime) if benchmark else None
 
 
+def explain_drift(edge: Conversion, before: Artifact, artifact: Artifact, options: Mapping[str, Any],
+                  feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec]) -> str | None:
+    """A hop's word on where its artifact drifts (Conversion.explain_drift), on the check's
+    inputs keyed by the artifact's own input names."""
+    from convhub import parity
+
+    assert edge.explain_drift is not None, "only asked of an edge that explains drifts"
+    try:
+        feeds = parity.match_feeds(feeds, source_specs, artifact.facts.get("inputs") or source_specs)
+    except ValueError:
+        pass  # the source's names
+    said = edge.explain_drift(before, artifact, options, feeds)
+    return " ".join(str(said).split()) if said else None
+
+
 def _latency(session: Any, feeds: Mapping[str, Any], runtime: str) -> dict[str, Any]:
     from convhub import benchmark
 

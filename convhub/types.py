@@ -202,6 +202,10 @@ class Conversion:
     notes:    notes(facts) returns what this edge will do differently for a model with these
               facts (a rewrite, a fallback), one line each; `convhub route --explain` shows them,
               so nothing an edge does to a model is hidden.
+    explain_drift: explain_drift(before, artifact, options, feeds) says in one line where the
+              artifact this edge wrote from `before` (with `options`) drifts, e.g. layer by layer;
+              called when its check failed on compared values and this hop added the error, with
+              the check's inputs keyed by the artifact's input names. None: nothing to say.
     toolchain: the environment this edge needs when the caller's may not have it (a Toolchain):
               the hop then runs in a worker of that environment, and everything it gets and
               returns crosses as plain records and files (convhub.wire), never pickles.
@@ -224,6 +228,7 @@ class Conversion:
     lossy_options: tuple[str, ...] = ()
     data_options: tuple[str, ...] = ()
     check_options: Callable[[Mapping[str, Any]], None] | None = None
+    explain_drift: Callable[[Artifact, Artifact, Mapping[str, Any], Mapping[str, Any]], str | None] | None = None
     toolchain: Toolchain | None = None
 
     def __post_init__(self) -> None:

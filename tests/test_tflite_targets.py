@@ -1,13 +1,14 @@
 """TFLite in every mode, checked by LiteRT with tolerances that fit each precision."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 import convhub
 from convhub import cli, pipeline
-from convhub.errors import InputError, UsageError
+from convhub.errors import InputError, ParityError, UsageError
 from convhub.plugins import default_registry
 from convhub.types import Artifact, TensorSpec
 from convhub_tflite import tflite
@@ -41,6 +42,7 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
     assert result.artifacts[-1].facts["precision"] == precision
     assert final.checked and final.passed and final.runner == "litert"
     assert final.tolerance == pipeline.parity.TOLERANCES[precision]
+    assert final.cause == ""  # a drift's explanation is only sought for a drift
     if mode:  # quantized: really different from float, and smaller
         assert final.max_abs_diff > 1e-6
     if mode:  # the report names the generator of each input
@@ -51,6 +53,30 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
         assert "generated: 64 random samples from the input spec (image: smooth random pictures in [-1, 1]" in result.artifacts[-1].facts["representative_dataset"]
     # Read back from disk (what `convhub check` does), the file tells the same precision.
     assert tflite.precision_of((tmp_path / "m.tflite").read_bytes()) == precision
+
+
+def test_a_drift_names_the_layer_whose_calibrated_range_clips(tmp_path, cnn):
+    """int8 calibrated on generated pictures in [-1, 1], checked on the user's pictures 20 times
+    brighter: the convolution's calibrated range cannot hold what they give, and the failed
+    check says so, from a float32 conversion of the same SavedModel compared tensor by tensor,
+    before the hop's advice."""
+    bright = np.random.default_rng(3).uniform(-20, 20, size=(32, 12, 12, 2)).astype("float32")
+    np.savez(tmp_path / "bright.npz", image=bright)
+    with pytest.raises(ParityError) as failed:
+        convhub.convert(cnn, to="tflite", output=tmp_path / "m.tflite", options={"quantize": "int8"},
+                        inputs=tmp_path / "bright.npz")
+    result = failed.value.result
+    final = result.parity[-1]
+    assert not result.ok and final.drifted
+    assert final.cause.startswith("layer by layer against a float32 conversion on 8 rows"), final.cause
+    clip = re.search(r"(\w+) \(CONV_2D\) clips (\d+\.\d)% of its values to the calibrated range \[(\S+), (\S+)\]"
+                     r" \(they span \[(\S+), (\S+)\]", final.cause)
+    assert clip and clip.group(1).startswith("conv2d"), final.cause
+    low, high, span_low, span_high = map(float, clip.groups()[2:])
+    assert float(clip.group(2)) > 5 and (span_high > 2 * high or span_low < 2 * low)
+    assert f"; {final.cause} (int8 was calibrated on generated inputs" in result.error
+    assert json.loads(json.dumps(result.to_json()))["parity"][-1]["cause"] == final.cause
+    assert not (tmp_path / "m.tflite").exists()
 
 
 def test_int8_io_and_user_calibration_data(tmp_path, cnn):

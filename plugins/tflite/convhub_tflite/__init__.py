@@ -16,7 +16,7 @@ from convhub import hookimpl
 from convhub.types import CALIBRATION, Conversion, Format, Option, Runner, Toolchain
 from convhub_tensorflow.frameworks import TF_ENV
 
-from convhub_tflite import describe, tflite
+from convhub_tflite import describe, drift, tflite
 
 LITERT = Toolchain.from_files("litert", Path(__file__).parent / "toolchains" / "litert.in", python=">=3.10",
                               description="the LiteRT interpreter (ai-edge-litert), which runs .tflite files")
@@ -62,6 +62,7 @@ def convhub_conversions():
             lossy_options=("quantize",),
             data_options=("representative_data",),
             check_options=tflite.check_options,
+            explain_drift=drift.explain,
             description="tf.lite.TFLiteConverter.from_saved_model",
             notes=notes,
         )

@@ -329,7 +329,7 @@ def _fallback(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any
     return flatbuffer
 
 
-def _convert(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any], facts: dict) -> bytes:
+def convert(tf, artifact: Artifact, keys: list[str], options: Mapping[str, Any], facts: dict) -> bytes:
     """Builtin ops first (or Select TF ops when asked for), then the Select TF ops fallback."""
     asked = options.get("select_tf_ops")  # True, False, or None: builtins first, then the fallback
     try:
@@ -356,7 +356,7 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         keys += [s for s in artifact.facts.get("signatures", []) if s != signature]
     facts: dict[str, Any] = {"precision": PRECISION[mode], "signature": signature, "signatures": keys}
     try:
-        flatbuffer = _convert(tf, artifact, keys, options, facts)
+        flatbuffer = convert(tf, artifact, keys, options, facts)
     except RuntimeError as exc:  # also from the Select TF ops fallback (a Keras RNN)
         if mode == "int16x8" and UNCALIBRATED_16X8 in str(exc):
             raise ConversionError(_uncalibrated_16x8(str(exc))) from None
@@ -377,18 +377,24 @@ LITERT = "litert"
 FLEX_RUNNER = "tf.lite.Interpreter (Flex delegate)"
 
 
-def interpreter_for(path: Path) -> tuple[Any, list[str], str]:
+def interpreter_for(path: Path, preserve: bool = False) -> tuple[Any, list[str], str]:
     """(an interpreter, the file's Flex ops, which runtime it is). LiteRT's Interpreter has no
     Flex delegate of its own: a .tflite with Select TF ops fails to prepare there ("Select
     TensorFlow op(s) ... not supported by this interpreter") unless TensorFlow happens to be
     loaded in the same process, whose Flex delegate it then picks up. Such a file is run with
     TensorFlow's tf.lite.Interpreter, which links the Flex delegate, every time; TensorFlow is
-    imported for it only."""
+    imported for it only. `preserve`: keep every intermediate tensor readable after a run, which
+    needs the builtin kernels without the default (XNNPACK) delegate that would hide them."""
     flex = flex_ops(path.read_bytes())
     if not flex:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        return Interpreter(model_path=str(path)), flex, LITERT
+        if not preserve:
+            return Interpreter(model_path=str(path)), flex, LITERT
+        with warnings.catch_warnings():  # "intended for debugging purposes only": it is for that here
+            warnings.simplefilter("ignore")
+            return Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), flex, LITERT
     try:
         tf = frameworks.tensorflow()
     except ImportError:
@@ -396,7 +402,10 @@ def interpreter_for(path: Path) -> tuple[Any, list[str], str]:
                              " needs TensorFlow's tf.lite.Interpreter; tensorflow is not installed") from None
     with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": LiteRT has no Flex delegate
         warnings.simplefilter("ignore")
-        return tf.lite.Interpreter(model_path=str(path)), flex, FLEX_RUNNER
+        extra = dict(experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                     ) if preserve else {}
+        return tf.lite.Interpreter(model_path=str(path), **extra), flex, FLEX_RUNNER
 
 
 class Session:
@@ -408,11 +417,12 @@ class Session:
     dequantized with the model's own scales, so it compares with the float source like any other.
     """
 
-    def __init__(self, artifact: Artifact, requested: str | None = None):
+    def __init__(self, artifact: Artifact, requested: str | None = None, preserve: bool = False):
         """requested: a signature the user named, which must exist. Otherwise the artifact's
         "signature" fact is run when the file has it, else the first: a fact inherited from an
-        earlier hop (a SavedModel's "serving_default") need not name a signature of this file."""
-        self._interpreter, self.flex_ops, self.runtime = interpreter_for(Path(artifact.path))
+        earlier hop (a SavedModel's "serving_default") need not name a signature of this file.
+        preserve: every intermediate tensor stays readable after a run (`tensors`), slower."""
+        self._interpreter, self.flex_ops, self.runtime = interpreter_for(Path(artifact.path), preserve)
         signatures = self.signatures = self._interpreter.get_signature_list()
         if requested and requested not in signatures:
             available = ", ".join(sorted(signatures)) or "none"
@@ -454,6 +464,32 @@ class Session:
                 value = (value.astype(np.float32) - zero) * scale
             out[name] = value
         return out
+
+    def tensors(self, subgraph: int) -> dict[str, tuple[Any, tuple[float, int, int, int] | None]]:
+        """After a run of a `preserve` session: the float tensors of one graph (the signature's) by name,
+        quantized ones dequantized, with (scale, zero point, lowest, highest code) for those.
+        Integer tensors (shapes, ids), per-channel ones (weights) and empty ones are left out."""
+        import numpy as np
+
+        found: dict[str, tuple[Any, tuple[float, int, int, int] | None]] = {}
+        for detail in self._interpreter.get_tensor_details(subgraph):
+            quantization = detail["quantization_parameters"]
+            try:
+                value = self._interpreter.get_tensor(detail["index"], subgraph)
+            except ValueError:  # no data: a tensor of another subgraph, or freed
+                continue
+            if value is None or value.size == 0 or detail["name"] in found:
+                continue
+            scales, zeros = quantization["scales"], quantization["zero_points"]
+            params = None
+            if np.issubdtype(value.dtype, np.integer) and len(scales) == 1 and scales[0] != 0:
+                info = np.iinfo(value.dtype)
+                params = (float(scales[0]), int(zeros[0]), int(info.min), int(info.max))
+                value = (value.astype(np.float32) - params[1]) * params[0]
+            elif not np.issubdtype(value.dtype, np.floating):
+                continue  # shapes, indices, token ids: nothing to compare in float
+            found[detail["name"]] = (value.astype(np.float32, copy=False), params)
+        return found
 
 
 def _quantized(detail) -> bool:
