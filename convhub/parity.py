@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -165,10 +166,15 @@ def make_inputs(specs: Sequence[TensorSpec], seed: int = 0, batch: int = DEFAULT
     return feeds
 
 
+def _named_mask(name: str) -> bool:
+    """Whether an input's name says it is a mask (attention_mask, padding_mask...): 0/1 flags."""
+    return "mask" in name.lower()
+
+
 def _is_padding_mask(spec: TensorSpec, dtype: np.dtype[Any], known: Sequence[int] | None) -> bool:
     """An input named as a mask, one 0/1 flag per position of a (batch, length) sequence."""
     binary = dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and (known is None or tuple(known) == (0, 2)))
-    return binary and len(spec.shape) == 2 and "mask" in spec.name.lower()
+    return binary and len(spec.shape) == 2 and _named_mask(spec.name)
 
 
 def picture(shape: Sequence[int | None]) -> bool:
@@ -238,6 +244,32 @@ def smooth_pictures(rng: np.random.Generator, shape: Sequence[int], low: float, 
     return np.moveaxis(pictures, -1, 1) if first else pictures
 
 
+def rescaling(x: Any, op: str, operands: Sequence[Any], y: Any, shift: str, shift_operands: Sequence[Any],
+              constant: Callable[[Any], Any], same: Callable[[Any, Any], bool] = operator.eq) -> tuple[Any, Any] | None:
+    """(scale, offset) when the op that first uses input `x` is `op` ("mul" or "div") of
+    `operands` (x and a constant), giving `y`, which the next op, `shift` ("add", "sub", or ""
+    for none), takes with a constant among `shift_operands`; else None. `constant(operand)` is an
+    operand's value or None; `same` tells two operands apart (names in a GraphDef, identity in a
+    jaxpr). Graph walkers find the ops; this is the one rule for what they mean: c / x and
+    c - x * s are no rescaling, a shift by no constant is none."""
+    if op not in ("mul", "div") or len(operands) != 2 or (op == "div" and not same(operands[0], x)):
+        return None
+    factor = constant(operands[1] if same(operands[0], x) else operands[0])
+    if factor is None:
+        return None
+    scale = factor if op == "mul" else 1.0 / factor
+    if shift not in ("add", "sub") or len(shift_operands) != 2:
+        return scale, 0.0
+    offset = constant(shift_operands[1] if same(shift_operands[0], y) else shift_operands[0])
+    if offset is None:
+        return scale, 0.0
+    if shift == "sub":
+        if not same(shift_operands[0], y):
+            return None
+        offset = -offset
+    return scale, offset
+
+
 def rescaled_range(scale: Any, offset: Any) -> list[float] | None:
     """[low, high] of an input the model first maps by x * scale + offset (scalars or one per
     channel): what lands on [0, 1], or on [-1, 1] when every offset is negative (1/255 and
@@ -271,7 +303,7 @@ def integer_range(name: str, known: Sequence[int] | None) -> tuple[int, int]:
     if known is not None:
         return int(known[0]), int(known[1])
     lowered = name.lower()
-    if "mask" in lowered or "segment" in lowered or "type_ids" in lowered:
+    if _named_mask(name) or "segment" in lowered or "type_ids" in lowered:
         return 0, 2
     return 0, 10
 

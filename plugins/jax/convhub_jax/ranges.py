@@ -41,26 +41,20 @@ def input_ranges(fn: Callable[..., Any], specs: Sequence[Any]) -> dict[str, list
 
 
 def _rescaling(jaxpr: Any, var: Any) -> tuple[Any, Any] | None:
-    """(scale, offset) when `var` is first mapped by x * scale + offset, else None."""
+    """(scale, offset) when `var` is first mapped by x * scale + offset (parity.rescaling's rule),
+    past jit boundaries and dtype casts; else None."""
+    import operator
+
+    from convhub import parity
+
     jaxpr, var = _first_real_use(jaxpr, var)
     use = _only_use(jaxpr, var)
-    if use is None or use.primitive.name not in ("mul", "div"):
+    if use is None:
         return None
-    other = _constant(use.invars[1] if use.invars[0] is var else use.invars[0])
-    if other is None or (use.primitive.name == "div" and use.invars[0] is not var):
-        return None  # not a constant factor, or c / x
-    scale = other if use.primitive.name == "mul" else 1.0 / other
     shift = _only_use(jaxpr, use.outvars[0])
-    if shift is None or shift.primitive.name not in ("add", "sub"):
-        return scale, 0.0
-    offset = _constant(shift.invars[1] if shift.invars[0] is use.outvars[0] else shift.invars[0])
-    if offset is None:
-        return scale, 0.0
-    if shift.primitive.name == "sub":
-        if shift.invars[0] is not use.outvars[0]:
-            return None  # c - x * s: a flip, not a rescaling
-        offset = -offset
-    return scale, offset
+    return parity.rescaling(var, use.primitive.name, use.invars, use.outvars[0],
+                            shift.primitive.name if shift is not None else "",
+                            shift.invars if shift is not None else (), _constant, same=operator.is_)
 
 
 def _first_real_use(jaxpr: Any, var: Any) -> tuple[Any, Any]:

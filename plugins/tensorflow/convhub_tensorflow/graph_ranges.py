@@ -16,7 +16,7 @@ from typing import Any
 
 _PASS_THROUGH = ("Identity", "Cast", "EnsureShape")
 _CALLS = ("PartitionedCall", "StatefulPartitionedCall")
-_SHIFTS = ("AddV2", "Add", "BiasAdd", "Sub")
+_KINDS = {"Mul": "mul", "RealDiv": "div", "AddV2": "add", "Add": "add", "BiasAdd": "add", "Sub": "sub"}
 
 
 def input_ranges(graph: Any, names: Sequence[str]) -> dict[str, list[float]]:
@@ -38,7 +38,10 @@ def input_ranges(graph: Any, names: Sequence[str]) -> dict[str, list[float]]:
 
 
 def _rescaling(nodes: list[Any], tensor: str, library: dict[str, Any]) -> tuple[Any, Any] | None:
-    """(scale, offset) when `tensor` is first mapped by x * scale + offset, else None."""
+    """(scale, offset) when `tensor` is first mapped by x * scale + offset (parity.rescaling's
+    rule), past identities, casts and calls; else None."""
+    from convhub import parity
+
     for _ in range(64):  # identities, casts and calls, a few levels deep
         users = _users(nodes, tensor)
         if len(users) != 1:
@@ -54,25 +57,11 @@ def _rescaling(nodes: list[Any], tensor: str, library: dict[str, Any]) -> tuple[
             break
     else:
         return None
-    inputs = _data_inputs(node)
-    if node.op not in ("Mul", "RealDiv") or len(inputs) != 2 or (node.op == "RealDiv" and inputs[0] != tensor):
-        return None
-    factor = _constant(nodes, inputs[1] if inputs[0] == tensor else inputs[0])
-    if factor is None:
-        return None
-    scale = factor if node.op == "Mul" else 1.0 / factor
     shifts = _users(nodes, node.name)
-    if len(shifts) != 1 or shifts[0].op not in _SHIFTS:
-        return scale, 0.0
-    shift, operands = shifts[0], _data_inputs(shifts[0])
-    offset = _constant(nodes, operands[1] if operands[0] == node.name else operands[0])
-    if offset is None:
-        return scale, 0.0
-    if shift.op == "Sub":
-        if operands[0] != node.name:
-            return None  # c - x * s: a flip, not a rescaling
-        offset = -offset
-    return scale, offset
+    shift = shifts[0] if len(shifts) == 1 else None
+    return parity.rescaling(tensor, _KINDS.get(node.op, ""), _data_inputs(node), node.name,
+                            _KINDS.get(shift.op, "") if shift is not None else "",
+                            _data_inputs(shift) if shift is not None else (), lambda name: _constant(nodes, name))
 
 
 def _data_inputs(node: Any) -> list[str]:
