@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from convhub.errors import InputError
+from convhub.errors import CacheError, InputError
 from convhub.publish import _remove_stale
 from convhub.toolchains import cache_root, make_folder
 
@@ -489,7 +489,7 @@ class Cache:
     def put(self, key: str, record: dict[str, Any], report: str, artifact: Path | None) -> Entry:
         """Store a cell (its artifact is moved in when it lies on the same filesystem, else
         copied); an entry that appeared meanwhile (another run of the same cell) is kept."""
-        make_folder(self.entries)  # one line naming CONVHUB_CACHE when it is a file or unwritable
+        make_folder(self.entries, CacheError, "CONVHUB_CACHE_DIR")  # one line, exit 2, when it cannot be
         _remove_stale(self.entries, TEMP)
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP}{os.getpid()}-", dir=self.entries))
         try:

@@ -32,6 +32,13 @@ class InputError(ConvhubError):
     exit_code = 2
 
 
+class CacheError(ConvhubError):
+    """convhub's cache folder cannot be made or written (CONVHUB_CACHE names a file, a read-only
+    place, a full disk): the setup is at fault, not a model or a converter."""
+
+    exit_code = 2
+
+
 class NoRouteError(ConvhubError):
     """No usable chain of conversions leads from the source to the target."""
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from convhub.errors import ConversionError
+from convhub.errors import ConversionError, ConvhubError
 from convhub.types import Toolchain
 
 MARKER = "convhub-toolchain.json"  # written last: a folder without it is a half-done install
@@ -56,14 +56,15 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("convhub", appauthor=False))
 
 
-def make_folder(path: Path) -> Path:
-    """A folder of convhub's cache, made if missing; one line when it cannot be (the variable
-    names a file, a read-only place, a full disk)."""
+def make_folder(path: Path, error: type[ConvhubError] = ToolchainError, variable: str = "CONVHUB_TOOLCHAINS") -> Path:
+    """A folder of convhub's cache, made if missing; `error` in one line when it cannot be (the
+    variable names a file, a read-only place, a full disk): a toolchain's hop fails with
+    ToolchainError, the batch cache with CacheError."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ToolchainError(f"cannot use {path} for convhub's cache: {exc.strerror or exc}",
-                             hint="point CONVHUB_CACHE (or CONVHUB_TOOLCHAINS) at a writable folder") from None
+        raise error(f"cannot use {path} for convhub's cache: {exc.strerror or exc}",
+                    hint=f"point CONVHUB_CACHE (or {variable}) at a writable folder") from None
     return path
 
 

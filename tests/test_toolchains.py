@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from convhub import toolchains, wire, workers
-from convhub.errors import InputError
+from convhub.errors import CacheError, InputError
 from convhub.types import Artifact, TensorSpec
 from toolchain_probe import PROBE, crash, double, refuse_input, versions
 
@@ -119,5 +119,6 @@ def test_a_cache_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkey
     with pytest.raises(toolchains.ToolchainError, match=r"cannot use .*a-file/toolchains for convhub's cache: Not a dir"
                                                         r".*point CONVHUB_CACHE"):
         toolchains.ensure(PROBE)
-    with pytest.raises(toolchains.ToolchainError, match=r"cannot use .*a-file/batch/entries for convhub's cache"):
+    with pytest.raises(CacheError, match=r"cannot use .*a-file/batch/entries for convhub's cache.*CONVHUB_CACHE_DIR") as bad:
         cache.Cache(None).put("ab" * 32, {}, "report", None)
+    assert bad.value.exit_code == 2  # the setup is at fault, not a model: not a failed toolchain
