@@ -446,6 +446,8 @@ def batch(
     if out is not None:
         _check_output(out, job, force)
     store = cache_module.Cache(Path(cache_dir) if cache_dir is not None else None)
+    if not dry_run:
+        store.ready()  # a cache folder that cannot be made: one line and exit 2 now, not after a cell
     say: Progress = progress if progress is not None else _quiet
     say(f"planning {len(job.cells)} cells of {job.path}")
     planned, works = plan(job, registry, store, use_cache=use_cache, retry_failed=retry_failed)

@@ -447,6 +447,10 @@ class Cache:
         self.root = Path(root) if root is not None else default_root()
         self.entries = self.root / "entries"
 
+    def ready(self) -> None:
+        """Make the entries folder, or raise CacheError (exit 2) naming the variable to change."""
+        make_folder(self.entries, CacheError, "CONVHUB_CACHE_DIR")
+
     def folder(self, key: str) -> Path:
         return self.entries / key[:2] / key
 
@@ -489,7 +493,7 @@ class Cache:
     def put(self, key: str, record: dict[str, Any], report: str, artifact: Path | None) -> Entry:
         """Store a cell (its artifact is moved in when it lies on the same filesystem, else
         copied); an entry that appeared meanwhile (another run of the same cell) is kept."""
-        make_folder(self.entries, CacheError, "CONVHUB_CACHE_DIR")  # one line, exit 2, when it cannot be
+        self.ready()
         _remove_stale(self.entries, TEMP)
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP}{os.getpid()}-", dir=self.entries))
         try:

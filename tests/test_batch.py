@@ -156,6 +156,20 @@ def test_the_cache_redoes_no_cell_then_exactly_the_cells_of_what_changed(local_r
     assert to_run == sorted((m, "onnx", o) for m in REAL for o in ("float32", "small")), to_run
 
 
+def test_a_cache_folder_that_cannot_be_made_stops_the_batch_before_any_cell(tmp_path):
+    """CONVHUB_CACHE_DIR naming a file: one line naming the variable, exit 2, nothing converted
+    or written (before, a whole cell ran and then failed to be stored, as a toolchain error)."""
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    env = {**os.environ, "CONVHUB_CACHE_DIR": str(taken)}
+    started = time.perf_counter()
+    proc = subprocess.run([str(CONVHUB), "batch", str(ROOT / "examples/batch/convhub.toml"), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot use" in proc.stderr and "for convhub's cache" in proc.stderr and "CONVHUB_CACHE_DIR" in proc.stderr
+    assert not (tmp_path / "out").exists() and time.perf_counter() - started < 60
+
+
 def test_the_example_job_runs_and_is_then_served_from_the_cache(tmp_path):
     job = ROOT / "examples/batch/convhub.toml"
     env = {**os.environ, "CONVHUB_CACHE_DIR": str(tmp_path / "cache")}
