@@ -69,6 +69,8 @@ def _entry_section(entry: ParityEntry) -> str:
              f' <span class="muted">({html.escape(entry.runner or "no runner")}; tolerance {html.escape(str(entry.tolerance or ""))})</span></h3>']
     if entry.reason:
         parts.append(f"<p class=\"{status}\">{html.escape(entry.reason)}</p>")
+    if entry.cause:  # where the drift comes from, as the hop that added it tells
+        parts.append(f"<p>Where it comes from: {html.escape(entry.cause)}</p>")
     for line in entry.weak_evidence:  # a pass that proves little must not look like a plain pass
         parts.append(f'<p class="weak">weak evidence: {html.escape(line)}</p>')
     if entry.outputs:

@@ -76,7 +76,75 @@ def test_a_drift_names_the_layer_whose_calibrated_range_clips(tmp_path, cnn):
     assert float(clip.group(2)) > 5 and (span_high > 2 * high or span_low < 2 * low)
     assert f"; {final.cause} (int8 was calibrated on generated inputs" in result.error
     assert json.loads(json.dumps(result.to_json()))["parity"][-1]["cause"] == final.cause
+    from convhub import report
+
+    assert "Where it comes from: layer by layer against a float32 conversion" in report.render([result])
     assert not (tmp_path / "m.tflite").exists()
+
+
+def outlier_channel_model():
+    """A hidden layer with one channel 300 times larger than the others, which the head does not
+    read: per-tensor int8 activations take their range from that channel and round the others,
+    all the head reads, to a few steps (the outlier channels of real transformers do this)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((16,), name="features")
+    wide, head = keras.layers.Dense(32, activation="relu", name="wide"), keras.layers.Dense(4, name="head")
+    model = keras.Model(features, head(wide(features)))
+    kernel, bias = wide.get_weights()
+    kernel[:, 0] *= 300
+    wide.set_weights([kernel, bias])
+    kernel, bias = head.get_weights()
+    kernel[0, :] = 0
+    head.set_weights([kernel, bias])
+    return model
+
+
+def test_a_drift_names_the_one_layer_that_adds_it_and_int16x8_passes(tmp_path):
+    """Calibrated on data of the very distribution it is checked on, so nothing clips: the layer
+    with the outlier channel takes the error from nothing to about all of it (a median over its
+    channels sees what an error against its RMS, which the outlier dominates, would hide), and
+    int16 activations, which the failure names, pass."""
+    model = outlier_channel_model()
+    np.savez(tmp_path / "cal.npz", features=np.random.default_rng(5).normal(size=(64, 16)).astype("float32"))
+    options = {"quantize": "int8", "representative_data": str(tmp_path / "cal.npz")}
+    with pytest.raises(ParityError) as failed:
+        convhub.convert(model, to="tflite", output=tmp_path / "m.tflite", options=options)
+    cause = failed.value.result.parity[-1].cause
+    step = re.search(r"most of the error comes from one op: (\w+) \(FULLY_CONNECTED\) takes it from ([\d.]+)% to"
+                     r" ([\d.]+)%", cause)
+    assert step and step.group(1).startswith("wide"), cause
+    assert float(step.group(2)) < 5 and float(step.group(3)) > 50 and "clips" not in cause
+    assert "use --quantize int16x8" in failed.value.result.error
+    passed = convhub.convert(model, to="tflite", output=tmp_path / "m16.tflite",
+                             options={**options, "quantize": "int16x8"})
+    assert passed.ok and passed.parity[-1].cause == ""
+
+
+def test_int16x8_says_a_sum_keeps_its_inputs_range_and_clips(tmp_path):
+    """TFLiteConverter's 16x8 mode gives a SUM the int16 range of its input: a SavedModel that
+    averages by summing, as JAX writes jnp.mean, converts in int16x8 with a line saying so, its
+    check fails, and the layer-by-layer comparison finds the SUM clipping to that range; int8 of
+    the same model passes."""
+    import tensorflow as tf
+
+    class Pooled(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 16], tf.float32, name="x")])
+        def serve(self, x):
+            return {"pooled": tf.reduce_sum(tf.nn.relu(x) + 0.5, axis=[1, 2]) * tf.linspace(1.0, 4.0, 16) / 64}
+
+    module = Pooled()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures=module.serve)
+    with pytest.raises(ParityError) as failed:
+        convhub.convert(tmp_path / "sm", to="tflite", output=tmp_path / "m.tflite", options={"quantize": "int16x8"})
+    result = failed.value.result
+    assert "TFLiteConverter's int16x8 gives a SUM the range of its input" in result.artifacts[-1].facts["fallback"]
+    clip = re.search(r"Sum \(SUM\) clips [\d.]+% of its values to the calibrated range \[(\S+), (\S+)\] \(they span"
+                     r" \[(\S+), (\S+)\]", result.parity[-1].cause)
+    assert clip and float(clip.group(4)) > 10 * float(clip.group(2)), result.parity[-1].cause
+    assert result.error.endswith("(JAX writes a mean as a sum): use --quantize int8, dynamic or float16)")
+    assert convhub.convert(tmp_path / "sm", to="tflite", output=tmp_path / "m8.tflite", options={"quantize": "int8"}).ok
 
 
 def test_int8_io_and_user_calibration_data(tmp_path, cnn):

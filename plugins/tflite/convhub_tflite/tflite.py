@@ -147,9 +147,16 @@ def float_ops(flatbuffer: bytes) -> list[str]:
     """The builtin ops a quantized .tflite runs on float activations (int16x8 keeps the ops with
     no 16x8 kernel float, between a DEQUANTIZE and a QUANTIZE): those with a computed float32
     input, other than the QUANTIZE that takes the model's float input."""
+    return ops_reading(flatbuffer, "FLOAT32")
+
+
+def ops_reading(flatbuffer: bytes, tensor_type: str) -> list[str]:
+    """The builtin ops of a .tflite with a computed (not constant) input of `tensor_type`
+    ("FLOAT32", "INT16"...), QUANTIZE and DEQUANTIZE left out."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    wanted = getattr(schema.TensorType, tensor_type)
     model = schema.Model.GetRootAsModel(flatbuffer, 0)
     codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
     found: set[str] = set()
@@ -164,10 +171,18 @@ def float_ops(flatbuffer: bytes) -> list[str]:
             for i in op.InputsAsNumpy() if op.InputsLength() else []:
                 tensor = graph.Tensors(i) if i >= 0 else None
                 constant = tensor is not None and model.Buffers(tensor.Buffer()).DataLength() > 0
-                if tensor is not None and tensor.Type() == schema.TensorType.FLOAT32 and not constant:
+                if tensor is not None and tensor.Type() == wanted and not constant:
                     found.add(name)
                     break
     return sorted(found)
+
+
+# TFLiteConverter's 16x8 mode gives a SUM's int16 output the range of its input, so a sum over
+# many values clips (measured, TF 2.19: a sum of 64 values in [0.5, 3.8] clipped to ±1.5 where
+# the sums reach 74; int8 gives the SUM its own range, and int16 MEAN is right). JAX writes
+# jnp.mean as a sum times 1/n, so Flax models meet it. No upstream issue was found.
+INT16_SUM = ("TFLiteConverter's int16x8 gives a SUM the range of its input, so sums over many values clip, and this"
+             " file sums int16 values (JAX writes a mean as a sum)")
 
 
 # Select TF ops. `select_tf_ops` True: always; False: never; not given: builtin ops first, and
@@ -365,6 +380,9 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         facts["float_ops"] = kept
         facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), "ops with no int16x8 kernel run in"
                                                     f" float32 between (de)quantize ops: {', '.join(kept)}"]))
+    if mode == "int16x8" and "SUM" in ops_reading(flatbuffer, "INT16"):
+        facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), f"{INT16_SUM}: expect a drift"]))
+        facts["if_drifted"] = f"{INT16_SUM}: use --quantize int8, dynamic or float16"
     destination.write_bytes(flatbuffer)
     return facts
 
