@@ -444,6 +444,6 @@ def _seconds(cell: Cell) -> str:
     return f"{cell.convert_seconds:.1f} s" + (f" / {cell.hop_seconds:.1f} s" if cell.hop_seconds is not None else "")
 
 
-def _one_line(text: str, limit: int = 400) -> str:
+def _one_line(text: str, limit: int = 1000) -> str:
     text = " ".join(text.split()).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"

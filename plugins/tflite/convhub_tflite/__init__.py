@@ -43,6 +43,7 @@ def convhub_formats():
                 "int8": {"quantize": "int8"},  # calibrated on generated inputs
                 "int8-calibrated": {"quantize": "int8", "representative_data": CALIBRATION},
                 "int16x8": {"quantize": "int16x8"},  # int16 activations, int8 weights; generated calibration
+                "int16x8-calibrated": {"quantize": "int16x8", "representative_data": CALIBRATION},
             },
         )
     ]
