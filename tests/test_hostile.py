@@ -214,8 +214,12 @@ def test_bad_target_options_are_refused_before_any_framework_loads(site, tmp_pat
 
 
 def test_a_different_model_fails(site, tmp_path, toy):
+    """And the edge's explain_drift, which segfaults, leaves the verdict as it was: the crash is a
+    progress line, not the error, and no cause is made up."""
     run = cli(site, "convert", "toy→toy-drift", toy, "-o", tmp_path / "o.toy", "--json")
     assert run.code == 1 and "of values beyond" in run.json["error"] and "max abs diff" in run.json["error"]
+    assert run.json["results"][0]["parity"][-1]["cause"] is None
+    assert "the drift could not be explained: crashed (SIGSEGV)" in run.stderr, run.stderr
 
 
 def test_a_huge_atol_passes_a_different_model_but_says_the_evidence_is_weak(site, tmp_path, toy):

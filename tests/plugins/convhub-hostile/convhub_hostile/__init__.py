@@ -4,7 +4,7 @@ The `toy` format is a JSON file holding a weight matrix (a linear model, y = x @
 NumPy runner, so these tests need no framework. Conversions from it to formats named after
 what they do: `toy-copy` (healthy), `toy-segv` (dereferences NULL), `toy-abort` (os.abort),
 `toy-exit` (sys.exit(0)), `toy-hang` (sleeps), `toy-raise` (raises), `toy-drift` (a different
-model: the weights times 1.5), `toy-nan` (NaN weights), `toy-big` (a healthy
+model: the weights times 1.5, whose explain_drift segfaults), `toy-nan` (NaN weights), `toy-big` (a healthy
 folder of many files, slow to publish). `toy-badrun` converts fine but its runner crashes.
 """
 
@@ -49,6 +49,11 @@ class Session:
 class CrashingSession:
     def __init__(self, artifact):
         ctypes.string_at(0)  # SIGSEGV in the runtime
+
+
+def segv_explaining(before, artifact, options, feeds):
+    """toy-drift's word on where its drift comes from: a crash in the worker."""
+    ctypes.string_at(0)
 
 
 def copy(artifact, destination, options):
@@ -125,7 +130,8 @@ def convhub_formats():
 
 @hookimpl
 def convhub_conversions():
-    edges = [Conversion("toy", f"toy-{name}", convert=fn, cost=0.1) for name, fn in BEHAVIOURS.items()]
+    edges = [Conversion("toy", f"toy-{name}", convert=fn, cost=0.1, explain_drift=segv_explaining if name == "drift"
+                        else None) for name, fn in BEHAVIOURS.items()]
     edges.append(Conversion("toy", "toy-big", convert=big, cost=0.1))
     edges.append(Conversion("toy", "toy-badrun", convert=copy, cost=0.1))
     edges.append(Conversion("toy-copy", "toy-chain", convert=raises, cost=0.1))
