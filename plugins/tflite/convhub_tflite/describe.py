@@ -60,12 +60,6 @@ def _type_names() -> dict[int, str]:
     return {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
 
-def _operator_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
 def inspect(path: Path) -> dict[str, Any]:
     from ai_edge_litert import schema_py_generated as schema
 
@@ -73,7 +67,7 @@ def inspect(path: Path) -> dict[str, Any]:
 
     flatbuffer = Path(path).read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    types, ops = _type_names(), _operator_names()
+    types, ops = _type_names(), tflite.builtin_names()
     buffers = model.buffers or []
     counts: dict[str, int] = {}
     for subgraph in model.subgraphs or []:

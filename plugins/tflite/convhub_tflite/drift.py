@@ -43,7 +43,6 @@ class _Stats:
     """One tensor's float values and the quantized file's error on it, summed over the rows."""
 
     count: int = 0
-    total: float = 0.0
     squares: float = 0.0
     errors: float = 0.0  # sum of squared differences
     channel_squares: Any = None  # the same two per channel (the last axis)
@@ -69,7 +68,6 @@ class _Stats:
             self.channel_squares, self.channel_errors = self.channel_squares + squares, self.channel_errors + errors
         ref = ref.ravel()
         self.count += ref.size
-        self.total += float(ref.sum())
         self.squares += float(squares.sum())
         self.errors += float(errors.sum())
         self.low, self.high = min(self.low, float(ref.min())), max(self.high, float(ref.max()))
@@ -127,9 +125,8 @@ def operators(flatbuffer: bytes, signature: str) -> tuple[int, list[tuple[str, l
     type, input tensor names, output tensor names), its input and its output tensor names."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    kinds = tflite.operator_kinds(model)
     defs = (model.SignatureDefs(i) for i in range(model.SignatureDefsLength()))
     subgraph = next((d.SubgraphIndex() for d in defs if (d.SignatureKey() or b"").decode() == signature), 0)
     graph = model.Subgraphs(subgraph)
@@ -140,11 +137,7 @@ def operators(flatbuffer: bytes, signature: str) -> tuple[int, list[tuple[str, l
     ops = []
     for o in range(graph.OperatorsLength()):
         op = graph.Operators(o)
-        code = codes[op.OpcodeIndex()]
-        kind = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-        if kind == "CUSTOM" and code.CustomCode():
-            kind = code.CustomCode().decode()  # FlexWhile: a TF op through the Flex delegate
-        ops.append((kind, tensor_names(op.InputsAsNumpy() if op.InputsLength() else []),
+        ops.append((kinds[op.OpcodeIndex()], tensor_names(op.InputsAsNumpy() if op.InputsLength() else []),
                     tensor_names(op.OutputsAsNumpy() if op.OutputsLength() else [])))
     return (subgraph, ops, tensor_names(graph.InputsAsNumpy() if graph.InputsLength() else []),
             tensor_names(graph.OutputsAsNumpy() if graph.OutputsLength() else []))
@@ -182,9 +175,10 @@ def explain(before: Artifact, artifact: Artifact, options: Mapping[str, Any], fe
     quantized = tflite.Session(artifact, preserve=True)
     with tempfile.TemporaryDirectory(prefix="convhub-drift-") as scratch:
         path = Path(scratch) / "float32.tflite"
-        path.write_bytes(tflite.convert(tf, before, [signature], unquantized, {}))
+        flatbuffer = tflite.convert(tf, before, [signature], unquantized, {})
+        path.write_bytes(flatbuffer)
         reference = tflite.Session(Artifact("tflite", path, facts={"signature": signature}), preserve=True)
-        graph, ops, inputs, outputs = operators(path.read_bytes(), reference.signature)
+        graph, ops, inputs, outputs = operators(flatbuffer, reference.signature)
         stats: dict[str, _Stats] = {}
         batch = next((s.shape[0] for s in quantized.inputs if s.shape and s.shape[0]), 1)
         rows = _rows(feeds, batch)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -155,18 +156,16 @@ def ops_reading(flatbuffer: bytes, tensor_type: str) -> list[str]:
     ("FLOAT32", "INT16"...), QUANTIZE and DEQUANTIZE left out."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     wanted = getattr(schema.TensorType, tensor_type)
     model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    kinds, builtin = operator_kinds(model), set(builtin_names().values())
     found: set[str] = set()
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
-            code = codes[op.OpcodeIndex()]
-            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-            if name in ("QUANTIZE", "DEQUANTIZE", "CUSTOM"):
+            name = kinds[op.OpcodeIndex()]
+            if name in ("QUANTIZE", "DEQUANTIZE", "CUSTOM") or name not in builtin:  # custom ops: Flex
                 continue
             for i in op.InputsAsNumpy() if op.InputsLength() else []:
                 tensor = graph.Tensors(i) if i >= 0 else None
@@ -175,6 +174,26 @@ def ops_reading(flatbuffer: bytes, tensor_type: str) -> list[str]:
                     found.add(name)
                     break
     return sorted(found)
+
+
+@functools.cache
+def builtin_names() -> dict[int, str]:
+    """{builtin operator code: its name (CONV_2D...)}, from the flatbuffer schema."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def operator_kinds(model: Any) -> list[str]:
+    """The op of each operator code of a flatbuffer `schema.Model`: its builtin name, or a custom
+    op's own code (FlexWhile: a TF op through the Flex delegate)."""
+    names, kinds = builtin_names(), []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        custom = code.CustomCode()
+        kinds.append(custom.decode() if custom else
+                     names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
+    return kinds
 
 
 # TFLiteConverter's 16x8 mode gives a SUM's int16 output the range of its input, so a sum over
