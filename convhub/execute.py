@@ -434,8 +434,8 @@ class _Execution:
             if hop is None or entry is None or not entry.drifted or hop.edge.explain_drift is None:
                 continue
             parent = self.outcomes.get(hop.parent)
-            if parent is not None and parent.check is not None and not parent.check.passed:
-                continue  # the drift came in earlier: that hop's to explain
+            if not entry.added_after(parent.check if parent is not None else None):
+                continue  # the drift came in earlier (or unchecked): the error line names no cause here
             before = self.artifact_of(hop.parent)
             self.progress(f"explaining {self.artifact_of(key).format}'s drift ({hop.edge.plugin})")
             args = (hop.edge, before if before.in_memory else tasks.portable(before), self.artifact_of(key),

@@ -575,6 +575,11 @@ class ParityEntry:
     latency: dict[str, Any] | None = None  # --benchmark: its latency in that runtime (convhub.benchmark)
     cause: str = ""  # for a drift: where it comes from, in the words of the hop that wrote the artifact
 
+    def added_after(self, before: ParityEntry | None) -> bool:
+        """Whether this artifact's error came in at its own hop: the one before it (None: the
+        source) still matched the source."""
+        return before is None or (before.checked and before.passed)
+
     @property
     def drifted(self) -> bool:
         """Failed on compared values: not a runtime that could not run it, nor an output missing."""

@@ -242,7 +242,7 @@ def blame_for(entry: parity.ParityEntry, before: parity.ParityEntry | None, advi
     if not entry.checked:
         return f"{entry.format}: {entry.reason}"
     where = f"{entry.format}"
-    added_here = before is None or (before.checked and before.passed)
+    added_here = entry.added_after(before)
     if entry.previous and added_here and entry.vs_previous and not all(d.passed for d in entry.vs_previous):
         where += f" (the error appears in the {entry.previous} → {entry.format} hop)"
     drifted = bool(entry.outputs)  # values were compared: not a runtime that failed to run it

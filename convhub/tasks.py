@@ -185,14 +185,8 @@ def explain_drift(edge: Conversion, before: Artifact, artifact: Artifact, option
                   feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec]) -> str | None:
     """A hop's word on where its artifact drifts (Conversion.explain_drift), on the check's
     inputs keyed by the artifact's own input names."""
-    from convhub import parity
-
     assert edge.explain_drift is not None, "only asked of an edge that explains drifts"
-    try:
-        feeds = parity.match_feeds(feeds, source_specs, artifact.facts.get("inputs") or source_specs)
-    except ValueError:
-        pass  # the source's names
-    said = edge.explain_drift(before, artifact, options, feeds)
+    said = edge.explain_drift(before, artifact, options, _own_names(feeds, source_specs, artifact))
     return " ".join(str(said).split()) if said else None
 
 
@@ -207,12 +201,16 @@ def write_examples(write: Callable[[Path, Mapping[str, Any], Mapping[str, Any] |
                    ) -> None:
     """A format's examples(): the parity inputs, keyed by the artifact's own input names when
     its facts give them, written into the artifact before its check."""
+    assert artifact.path is not None, "examples are written into a file or folder"
+    write(artifact.path, _own_names(feeds, source_specs, artifact), expected)
+
+
+def _own_names(feeds: Mapping[str, Any], source_specs: Sequence[TensorSpec], artifact: Artifact) -> Mapping[str, Any]:
+    """The source's inputs keyed by the artifact's own input names when its facts give them; else
+    as the source named them (the check says what does not fit)."""
     from convhub import parity
 
-    own = artifact.facts.get("inputs") or source_specs
     try:
-        feeds = parity.match_feeds(feeds, source_specs, own)
+        return parity.match_feeds(feeds, source_specs, artifact.facts.get("inputs") or source_specs)
     except ValueError:
-        pass  # the names the source gave; the check says what does not fit
-    assert artifact.path is not None, "examples are written into a file or folder"
-    write(artifact.path, feeds, expected)
+        return feeds
