@@ -89,7 +89,7 @@ def magnitude(ref: Array) -> float:
 
 
 MIN_AGREEMENT_ROWS = 16  # top-1 on fewer rows is reported, not judged: one flipped row of 3 is 33%
-QUANTIZED_BATCH = 32  # generated parity rows when a route quantizes, so agreement means something
+QUANTIZED_BATCH = 128  # generated parity rows when a route quantizes: top-1 over 128 rows is ±6 points, over 32 ±12
 
 # By the precision an artifact keeps (the fact "precision" a conversion reports). float32 is
 # judged element by element, scaled to the output's magnitude. A quantized precision is judged
@@ -464,7 +464,7 @@ def compare_output(name: str, ref: Array, cand: Array, tol: Tolerance, candidate
         if rows < MIN_AGREEMENT_ROWS:
             met.append(f"{label} {value:.0%} over {rows} rows, not judged (fewer than {MIN_AGREEMENT_ROWS})")
         elif value < least:
-            reasons.append(f"{label} agreement {value:.1%} < {least:.0%} over {rows} rows")
+            reasons.append(f"{label} agreement {value:.1%} < {least:.0%} over {rows} rows" + _sampling_note(value, rows, least))
         else:
             met.append(f"{label} {value:.1%} ≥ {least:.0%} over {rows} rows")
     return OutputDiff(
@@ -487,6 +487,22 @@ def compare_output(name: str, ref: Array, cand: Array, tol: Tolerance, candidate
         histogram=histogram,
         weak=weak_evidence(ref64, both, tol),
     )
+
+
+def agreement_interval(share: float, rows: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % (Wilson) interval of an agreement measured as `share` of `rows` rows."""
+    centre = (share + z * z / (2 * rows)) / (1 + z * z / rows)
+    half = z * np.sqrt(share * (1 - share) / rows + z * z / (4 * rows * rows)) / (1 + z * z / rows)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _sampling_note(share: float, rows: int, least: float) -> str:
+    """For a failed agreement that the rows cannot tell from a pass: the verdict stays a failure
+    (a check does not pass on evidence that proves nothing), but the user learns what would decide."""
+    low, high = agreement_interval(share, rows)
+    if high < least:
+        return ""
+    return f" (95% interval {low:.0%}–{high:.0%}: within sampling error; more rows, e.g. --inputs, would decide)"
 
 
 def _bound_text(tol: Tolerance, ref: Array) -> str:

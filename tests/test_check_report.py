@@ -61,6 +61,29 @@ def test_the_reported_needed_atol_is_the_smallest_that_passes(artifacts):
     assert not parity.compare_output("output_0", ref, cand, parity.Tolerance(reported.needed_atol * 0.9, rtol)).passed
 
 
+def test_a_failed_agreement_says_when_its_rows_cannot_tell_it_from_a_pass():
+    """27 of 32 rows agreeing (84 %) fails an 85 % top-1 floor, but 32 rows cannot tell 84 % from
+    85 % (the 95 % interval is 68-93 %): the verdict stays a failure and says what would decide.
+    112 of 128 (87.5 %) passes; 64 of 128 (50 %) fails with no such note."""
+    int8 = parity.TOLERANCES["int8"]
+    rng = np.random.default_rng(0)
+
+    def scores(rows, flipped):
+        ref = rng.normal(0, 1, (rows, 10)).astype(np.float32)
+        ref[np.arange(rows), np.arange(rows) % 10] += 5  # a clear winner in each row
+        cand = ref.copy()
+        cand[np.arange(flipped), (np.arange(flipped) + 1) % 10] += 10  # another class wins in the first rows
+        return ref, cand
+
+    close = parity.compare_output("probs", *scores(32, 5), parity.Tolerance(atol=100, rtol=0.0, min_top1=int8.min_top1))
+    assert not close.passed and close.top1_agreement == 27 / 32
+    assert "top-1 agreement 84.4% < 85% over 32 rows (95% interval 68%–93%: within sampling error" in close.reason
+    clear_pass = parity.compare_output("probs", *scores(128, 16), parity.Tolerance(atol=100, rtol=0.0, min_top1=int8.min_top1))
+    assert clear_pass.passed and "top-1 87.5% ≥ 85% over 128 rows" in clear_pass.criterion
+    clear_fail = parity.compare_output("probs", *scores(128, 64), parity.Tolerance(atol=100, rtol=0.0, min_top1=int8.min_top1))
+    assert not clear_fail.passed and "50.0% < 85% over 128 rows" in clear_fail.reason and "interval" not in clear_fail.reason
+
+
 def test_user_inputs_from_npz_are_used_and_reported(artifacts, tmp_path):
     feeds = tmp_path / "inputs.npz"
     np.savez(feeds, image=np.full((2, 12, 12, 2), 0.25, "float32"))

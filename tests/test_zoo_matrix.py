@@ -86,7 +86,7 @@ def test_supplied_calibration_improves_int8_agreement_on_a_cnn(tmp_path):
     assert generated["status"] == "fail" and "relative RMS error" in generated["cause"]
     assert "pass samples of your inputs with --representative-data" in generated["cause"]
     assert supplied["max_abs_diff"] * 3 < generated["max_abs_diff"]
-    assert "top-1" in supplied["criterion"] and "over 32 rows" in supplied["criterion"]
+    assert "top-1" in supplied["criterion"] and "over 128 rows" in supplied["criterion"]
 
 
 def test_int16x8_passes_where_int8_activations_drift_on_a_cnn(tmp_path):
@@ -98,7 +98,7 @@ def test_int16x8_passes_where_int8_activations_drift_on_a_cnn(tmp_path):
     cells = {c["mode"]: c for c in payload["cells"]}
     int8, int16x8 = cells["int8-calibrated"], cells["int16x8"]
     assert int16x8["status"] == "pass", int16x8["cause"]
-    assert "≤ 10%; top-1" in int16x8["criterion"]  # judged like dynamic-range, over 32 rows
+    assert "≤ 10%; top-1" in int16x8["criterion"]  # judged like dynamic-range, over 128 rows
     assert int8["status"] == "fail" and "use --quantize int16x8 (int16 activations)" in int8["cause"]
     assert "layer by layer against a float32 conversion on 8 rows" in int8["cause"]
     assert "the error builds up over depth: " in int8["cause"] and "clips" not in int8["cause"]

@@ -7,7 +7,7 @@
 
 The full run writes docs/compatibility.md and docs/compatibility.json (about an hour on 2 cores).
 Each model is written beside its calibration data (NAME.calibration.npz, 64 rows from the
-model's own input distribution) and its parity inputs (NAME.inputs.npz, 32 other rows), so
+model's own input distribution) and its parity inputs (NAME.inputs.npz, 128 other rows), so
 `convhub matrix DIR` on the folder does exactly what this script does.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 CALIBRATION_ROWS = 64
-PARITY_ROWS = 32  # enough rows that top-1 agreement of a quantized model is judged (parity.MIN_AGREEMENT_ROWS)
+PARITY_ROWS = 128  # as many as a quantized check generates (parity.QUANTIZED_BATCH): top-1 agreement means something
 
 
 def build(names: list[str], folder: Path) -> list[str]:
