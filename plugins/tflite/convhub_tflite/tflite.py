@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from convhub.errors import ConversionError, InputError, RuntimeMissing, UsageError
 from convhub.types import Artifact, TensorSpec, input_facts
 from convhub_tensorflow import frameworks
+from convhub_tflite import int16x8
 
 FLATBUFFER_ID = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -194,14 +195,6 @@ def operator_kinds(model: Any) -> list[str]:
         kinds.append(custom.decode() if custom else
                      names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
     return kinds
-
-
-# TFLiteConverter's 16x8 mode gives a SUM's int16 output the range of its input, so a sum over
-# many values clips (measured, TF 2.19: a sum of 64 values in [0.5, 3.8] clipped to ±1.5 where
-# the sums reach 74; int8 gives the SUM its own range, and int16 MEAN is right). JAX writes
-# jnp.mean as a sum times 1/n, so Flax models meet it. No upstream issue was found.
-INT16_SUM = ("TFLiteConverter's int16x8 gives a SUM the range of its input, so sums over many values clip, and this"
-             " file sums int16 values (JAX writes a mean as a sum)")
 
 
 # Select TF ops. `select_tf_ops` True: always; False: never; not given: builtin ops first, and
@@ -395,13 +388,15 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         if mode == "int16x8" and UNCALIBRATED_16X8 in str(exc):
             raise ConversionError(_uncalibrated_16x8(str(exc))) from None
         raise
-    if mode == "int16x8" and (kept := float_ops(flatbuffer)):
-        facts["float_ops"] = kept
-        facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), "ops with no int16x8 kernel run in"
-                                                    f" float32 between (de)quantize ops: {', '.join(kept)}"]))
-    if mode == "int16x8" and "SUM" in ops_reading(flatbuffer, "INT16"):
-        facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), f"{INT16_SUM}: expect a drift"]))
-        facts["if_drifted"] = f"{INT16_SUM}: use --quantize int8, dynamic or float16"
+    if mode == "int16x8":
+        # What the converter writes and LiteRT cannot run (int16 SQUARED_DIFFERENCE) goes float,
+        # as the converter does for ops with no 16x8 kernel; an int16 SUM gets a range it fits.
+        flatbuffer, mended = int16x8.mend(flatbuffer)
+        if kept := float_ops(flatbuffer):
+            facts["float_ops"] = kept
+            mended.insert(0, f"ops with no int16x8 kernel run in float32 between (de)quantize ops: {', '.join(kept)}")
+        if mended:
+            facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), *mended]))
     destination.write_bytes(flatbuffer)
     return facts
 
