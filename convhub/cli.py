@@ -664,11 +664,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         try:
             matrix.run_matrix(models, targets, modes=wanted, registry=registry, jobs=args.jobs,
                               timeout=args.timeout, progress=progress, on_cell=keep)
-        except BaseException:
-            # Ctrl-C or SIGTERM an hour in: the cells decided so far are written, marked incomplete.
+        except BaseException as exc:
+            # Ctrl-C or SIGTERM an hour in: the cells decided so far are written, marked incomplete,
+            # and the last line says so rather than that nothing changed.
             if cells and (args.markdown or args.json_file):
                 write(interrupted=True)
-                progress.note(f"interrupted: wrote the {len(cells)} cells decided so far")
+                files = " and ".join(str(f) for f in (args.markdown, args.json_file) if f)
+                exc.written = f"wrote the {len(cells)} cells decided so far to {files}, marked incomplete"  # type: ignore[attr-defined]
+                progress.note(f"interrupted: {exc.written}")  # type: ignore[attr-defined]
             raise
     payload = write()
     s = payload["summary"]
@@ -854,8 +857,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted) as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
         name = "SIGTERM" if code == 143 else "SIGINT"
-        # The work folder is gone and every output is as it was: publishing is all or nothing.
-        return fail(f"stopped by {name}; no output was changed", code, kind="interrupted", interrupted=True)
+        # The work folder is gone and every output is as it was (publishing is all or nothing),
+        # except what a command says it wrote on the way out (a matrix's decided cells).
+        done = getattr(exc, "written", None) or "no output was changed"
+        return fail(f"stopped by {name}; {done}", code, kind="interrupted", interrupted=True)
     except Exception as exc:  # a bug in convhub or a plugin: say so in one line unless debugging
         if os.environ.get("CONVHUB_DEBUG"):
             raise

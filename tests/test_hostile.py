@@ -425,6 +425,31 @@ def test_a_signal_mid_conversion_stops_everything_and_changes_nothing(site, tmp_
     assert _gone(workers), "a worker outlived the run"
 
 
+def test_a_matrix_stopped_halfway_writes_the_cells_it_decided_and_says_so(site, tmp_path, toy):
+    """SIGTERM while a matrix's second model hangs: the first model's cells are written, marked
+    incomplete, and the last line says what was written (not "no output was changed")."""
+    second = tmp_path / "second.toy"
+    second.write_text(toy.read_text())
+    page, cells = tmp_path / "m.md", tmp_path / "m.json"
+    # The first model's hang fails at the 3 s timeout; the second's is under way when the signal comes.
+    proc = _start(site, tmp_path, "matrix", toy, second, "--to", "toy-copy,toy-hang", "--timeout", "3", "--jobs", "1",
+                  "--markdown", page, "--json-file", cells, "--json")
+    seen = ""
+    while "[2/2]" not in seen:  # the first model's two cells are decided
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    payload = json.loads(stdout)
+    assert payload["interrupted"] is True
+    assert payload["error"].endswith(f"wrote the 2 cells decided so far to {page} and {cells}, marked incomplete")
+    written = json.loads(cells.read_text())
+    assert written["complete"] is False and written["summary"]["ran"] == 2
+    assert "Incomplete: the run was interrupted" in page.read_text()
+
+
 def test_sigkill_of_convhub_takes_its_workers_with_it(site, tmp_path, toy):
     out = tmp_path / "o.toy"
     out.write_text("old")
