@@ -6,6 +6,7 @@ The first run installs the npm packages of the runner into the per-user cache (`
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from convhub.errors import NoRouteError, UsageError
 from convhub.plugins import default_registry
 from convhub.types import Artifact, TensorSpec
 from convhub_tfjs import converter, graph_model, node
-from conftest import build_cnn
+from conftest import build_cnn, outlier_channel_model
 
 
 def weight_bytes(model_dir: Path) -> int:
@@ -120,6 +121,26 @@ def test_quantized_weights_shrink_the_files_and_stay_within_tolerance(
     artifact = Artifact("savedmodel", path=saved_model, facts={"signature": "serving_default"})
     facts = converter.from_saved_model(artifact, tmp_path / "again", {"tfjs_quantize": quantize})
     assert facts == {"precision": precision, "signature": "serving_default", "tfjs_weight_shards": 1}
+
+
+def test_a_uint8_drift_names_the_weights_whose_range_rounds_the_rest_away(tmp_path):
+    """One column of a Dense kernel 300 times larger than the rest (the head ignores it) sets the
+    kernel's one uint8 range, whose steps round every other weight the head reads to a few
+    levels: the check drifts, and its cause names that kernel and how coarse its steps are
+    against its typical values; uint16 weights pass."""
+    from convhub.errors import ParityError
+
+    model = outlier_channel_model()
+    with pytest.raises(ParityError) as failed:
+        convhub.convert(model, to="tfjs", output=tmp_path / "u8", options={"tfjs_quantize": "uint8"})
+    cause = failed.value.result.parity[-1].cause
+    named = re.search(r"uint8 weights, one range per tensor, are rounded coarsest against their typical values in"
+                      r" (\S+) by (\d+)% \(its range \[(\S+), (\S+)\] has steps of (\S+), for typical values of (\S+)\)",
+                      cause)
+    assert named and named.group(1).startswith("wide"), cause
+    assert int(named.group(2)) > 50 and float(named.group(5)) > 2 * float(named.group(6))
+    assert cause in failed.value.result.error and "quantized weight tensors is rounded by" in cause
+    assert convhub.convert(model, to="tfjs", output=tmp_path / "u16", options={"tfjs_quantize": "uint16"}).ok
 
 
 def test_a_small_shard_size_writes_several_shards_that_still_load(saved_model, tmp_path):

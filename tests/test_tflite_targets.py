@@ -12,7 +12,7 @@ from convhub.errors import InputError, ParityError, UsageError
 from convhub.plugins import default_registry
 from convhub.types import Artifact, TensorSpec
 from convhub_tflite import tflite
-from conftest import build_cnn
+from conftest import build_cnn, outlier_channel_model
 
 
 @pytest.fixture(scope="module")
@@ -80,25 +80,6 @@ def test_a_drift_names_the_layer_whose_calibrated_range_clips(tmp_path, cnn):
 
     assert "Where it comes from: layer by layer against a float32 conversion" in report.render([result])
     assert not (tmp_path / "m.tflite").exists()
-
-
-def outlier_channel_model():
-    """A hidden layer with one channel 300 times larger than the others, which the head does not
-    read: per-tensor int8 activations take their range from that channel and round the others,
-    all the head reads, to a few steps (the outlier channels of real transformers do this)."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    features = keras.Input((16,), name="features")
-    wide, head = keras.layers.Dense(32, activation="relu", name="wide"), keras.layers.Dense(4, name="head")
-    model = keras.Model(features, head(wide(features)))
-    kernel, bias = wide.get_weights()
-    kernel[:, 0] *= 300
-    wide.set_weights([kernel, bias])
-    kernel, bias = head.get_weights()
-    kernel[0, :] = 0
-    head.set_weights([kernel, bias])
-    return model
 
 
 def test_a_drift_names_the_one_layer_that_adds_it_and_int16x8_passes(tmp_path):

@@ -16,7 +16,7 @@ from convhub import hookimpl
 from convhub.types import Conversion, Format, Option, Runner, Toolchain
 from convhub_tensorflow.frameworks import TF_ENV
 
-from convhub_tfjs import converter, describe, graph_model
+from convhub_tfjs import converter, describe, drift, graph_model
 
 TENSORFLOWJS = Toolchain.from_files("tensorflowjs", Path(__file__).parent / "toolchains" / "tensorflowjs.in",
                                     python=">=3.10,<3.13",
@@ -55,6 +55,7 @@ def convhub_conversions():
             options=("tfjs_quantize", "tfjs_shard_bytes"),
             lossy_options=("tfjs_quantize",),
             notes=converter.notes,
+            explain_drift=drift.explain,  # reads the weights' rounding from the files
             description="tensorflowjs.converters.convert_tf_saved_model (options: tfjs_quantize, tfjs_shard_bytes)",
         )
     ]
