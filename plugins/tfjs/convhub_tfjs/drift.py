@@ -29,7 +29,7 @@ SCOPES = ("ConstantFolding", "StatefulPartitionedCall", "PartitionedCall")  # fr
 
 
 def weights(folder: Path) -> dict[str, tuple[np.ndarray, str, float]]:
-    """Each weight of a TF.js graph model with a fixed size: {name: (its values as float64, how
+    """Each weight of a TF.js graph model with a fixed size: {name: (its values as float32, how
     they are stored: float32, uint8..., the quantization step or 0)}, the quantized ones
     dequantized as TF.js does on load."""
     found = {}
@@ -43,9 +43,9 @@ def weights(folder: Path) -> dict[str, tuple[np.ndarray, str, float]]:
             count = math.prod(weight.get("shape") or [])
             if offset + count * BYTES[stored] > len(data):
                 break
-            values = np.frombuffer(data, np.dtype(stored), count, offset).astype(np.float64)
-            if stored in ("uint8", "uint16"):
-                values = values * params["scale"] + params["min"]
+            values = np.frombuffer(data, np.dtype(stored), count, offset).astype(np.float32)
+            if stored in ("uint8", "uint16"):  # in float32, as TF.js dequantizes
+                values = values * np.float32(params["scale"]) + np.float32(params["min"])
             found[weight["name"]] = values, stored, float(params.get("scale") or 0.0)
             offset += count * BYTES[stored]
     return found
@@ -62,6 +62,7 @@ def rounding(quantized: Path, float32: Path) -> list[dict[str, Any]]:
         if stored not in ("uint8", "uint16") or original is None or original.shape != values.shape or values.size < 2:
             continue
         # Mostly zeros (pruned, padded): the median says nothing, the RMS does.
+        original, values = original.astype(np.float64), values.astype(np.float64)
         typical = float(1.4826 * np.median(np.abs(original))) or float(np.sqrt(np.mean(original**2)))
         error = float(np.sqrt(np.mean((values - original) ** 2)))
         found.append({"name": name, "dtype": stored, "low": float(original.min()), "high": float(original.max()),
