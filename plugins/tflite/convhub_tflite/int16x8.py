@@ -44,7 +44,11 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
     for graph in model.subgraphs:
         operators = []
         for op in graph.operators:
-            kind, inputs = kinds[op.opcodeIndex], [graph.tensors[i] for i in op.inputs]
+            kind = kinds[op.opcodeIndex]
+            if kind not in (*NO_INT16_KERNEL, "SUM"):
+                operators.append(op)
+                continue
+            inputs = [graph.tensors[i] for i in op.inputs]  # these ops have no optional (-1) inputs
             if kind in NO_INT16_KERNEL and any(t.type == int16 for t in inputs):
                 dequantize, quantize = (_code(schema, model, kinds, name, codes[name]) for name in ("DEQUANTIZE", "QUANTIZE"))
                 floats = []
