@@ -77,8 +77,8 @@ def test_supplied_calibration_improves_int8_agreement_on_a_cnn(tmp_path):
     """int8 calibrated on the model's own input distribution beats int8 calibrated on generated
     rows for a CNN whose input convention the model cannot tell: ResNet50 takes caffe-style
     pixels (BGR, ImageNet mean subtracted, about [-124, 152]), generated rows are smooth pictures
-    in [-1, 1], a sliver of that, so the generated calibration fails (max error 3.9, top-1
-    agreement 44 %) and its own passes (0.16, 94 %)."""
+    in [-1, 1], a sliver of that, so the generated calibration fails (max error 4.2, top-1
+    agreement 43 % over 128 rows) and its own passes (0.58, 97 %)."""
     _, _, payload = run_zoo(tmp_path, ["resnet50"], "tflite.int8,tflite.int8-calibrated")
     cells = {c["mode"]: c for c in payload["cells"]}
     generated, supplied = cells["int8"], cells["int8-calibrated"]
@@ -90,16 +90,15 @@ def test_supplied_calibration_improves_int8_agreement_on_a_cnn(tmp_path):
 
 
 def test_int16x8_passes_where_int8_activations_drift_on_a_cnn(tmp_path):
-    """EfficientNetB0 (swish, squeeze-excite): its int8 drifts even with its own calibration data
-    (relative RMS 32 % in docs/compatibility.md), the failing cell says that no clipped range or
-    single layer causes it but the error builds up over depth, names int16x8 and lists it among
-    the modes that pass, and int16x8 on generated calibration passes (3.2 %)."""
-    _, _, payload = run_zoo(tmp_path, ["efficientnet_b0"], "tflite.int8-calibrated,tflite.int16x8")
+    """MobileNetV3Large (hard-swish, squeeze-excite): its int8 drifts even with its own
+    calibration data (relative RMS 49 % over 128 rows in docs/compatibility.md); the failing cell
+    names int16x8, says where the drift comes from layer by layer, and lists int16x8 on the same
+    data among the modes that pass (4.9 %)."""
+    _, _, payload = run_zoo(tmp_path, ["mobilenet_v3_large"], "tflite.int8-calibrated,tflite.int16x8-calibrated")
     cells = {c["mode"]: c for c in payload["cells"]}
-    int8, int16x8 = cells["int8-calibrated"], cells["int16x8"]
+    int8, int16x8 = cells["int8-calibrated"], cells["int16x8-calibrated"]
     assert int16x8["status"] == "pass", int16x8["cause"]
-    assert "≤ 10%; top-1" in int16x8["criterion"]  # judged like dynamic-range, over 128 rows
+    assert "≤ 10%; top-1" in int16x8["criterion"] and "over 128 rows" in int16x8["criterion"]  # like dynamic-range
     assert int8["status"] == "fail" and "use --quantize int16x8 (int16 activations)" in int8["cause"]
     assert "layer by layer against a float32 conversion on 8 rows" in int8["cause"]
-    assert "the error builds up over depth: " in int8["cause"] and "clips" not in int8["cause"]
-    assert "int16x8" in int8["alternative"]
+    assert "int16x8-calibrated" in int8["alternative"]
