@@ -1,6 +1,6 @@
 """The zoo's compatibility matrix on a representative subset: real architectures, every target.
 
-The full matrix (34 models x every target and mode, about an hour and a half on 2 cores) is
+The full matrix (34 models x every target and mode, about two hours on 2 cores, most of it TF.js checking 128 rows in pure JavaScript) is
 `uv run python -m benchmarks.zoo.run`, which writes docs/compatibility.md; this runs the same
 command on one or two models of each family, so what the page claims stays true on every commit.
 """

@@ -5,7 +5,7 @@
     uv run python -m benchmarks.zoo.run --build-only DIR     # just write the models; then
     uv run convhub matrix DIR --markdown docs/compatibility.md
 
-The full run writes docs/compatibility.md and docs/compatibility.json (about an hour on 2 cores).
+The full run writes docs/compatibility.md and docs/compatibility.json (about two hours on 2 cores).
 Each model is written beside its calibration data (NAME.calibration.npz, 64 rows from the
 model's own input distribution) and its parity inputs (NAME.inputs.npz, 128 other rows), so
 `convhub matrix DIR` on the folder does exactly what this script does.
