@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from convhub.types import Artifact
 from convhub_tfjs import converter, graph_model
 
@@ -28,10 +26,12 @@ BYTES = {"float32": 4, "int32": 4, "uint8": 1, "uint16": 2, "float16": 2, "bool"
 SCOPES = ("ConstantFolding", "StatefulPartitionedCall", "PartitionedCall")  # freezing's, not the model's
 
 
-def weights(folder: Path) -> dict[str, tuple[np.ndarray, str, float]]:
+def weights(folder: Path) -> dict[str, tuple[Any, str, float]]:
     """Each weight of a TF.js graph model with a fixed size: {name: (its values as float32, how
     they are stored: float32, uint8..., the quantization step or 0)}, the quantized ones
     dequantized as TF.js does on load."""
+    import numpy as np  # here, not at import: listing plugins loads no framework or numpy
+
     found = {}
     for group in graph_model.load(folder).get("weightsManifest", []):
         data, offset = b"".join((folder / p).read_bytes() for p in group["paths"]), 0
@@ -55,6 +55,8 @@ def rounding(quantized: Path, float32: Path) -> list[dict[str, Any]]:
     """Each integer-quantized weight tensor (more than one value) of the TF.js model in `quantized`
     against the same weight in `float32`: its name, its float range, step, typical value and the
     rounding's RMS relative to that value; coarsest first."""
+    import numpy as np
+
     exact = weights(float32)
     found = []
     for name, (values, stored, step) in weights(quantized).items():
@@ -90,6 +92,8 @@ def explain(before: Artifact, artifact: Artifact, options: Mapping[str, Any], fe
 
 
 def summary(tensors: list[dict[str, Any]]) -> str | None:
+    import numpy as np
+
     if not tensors:
         return None
     dtype, median = tensors[0]["dtype"], float(np.median([t["error"] for t in tensors]))

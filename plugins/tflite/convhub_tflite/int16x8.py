@@ -18,8 +18,6 @@ object API.
 
 from __future__ import annotations
 
-import numpy as np
-
 NO_INT16_KERNEL = ("SQUARED_DIFFERENCE",)  # LiteRT 2.3.0 refuses these with int16 inputs
 SUM_NOTE = ("int16 SUM outputs get n times their input's range, since TFLiteConverter's 16x8 gives a SUM its"
             " input's range and a sum of n values clips there")
@@ -75,6 +73,8 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
 
 def _widen_sum(schema, model, graph, op) -> bool:
     """Give a SUM's int16 output n times its input's scale, where the converter copied the input's."""
+    import numpy as np  # here, not at import: listing plugins loads no framework or numpy
+
     values, axes_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
     axes_data = model.buffers[axes_tensor.buffer].data
     dtype = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}.get(axes_tensor.type)
