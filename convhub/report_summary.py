@@ -129,6 +129,9 @@ def notes(results: Sequence[Any]) -> str:
             if facts.get("tfjs_float32_weights"):
                 lines.append(("", f"{art.format}: weights kept float32 (not finite, so not quantizable):"
                                   f" {', '.join(facts['tfjs_float32_weights'])}"))
+            if facts.get("tfjs_float32_small_weights"):
+                lines.append(("", f"{art.format}: {facts['tfjs_float32_small_weights']} weight tensors too small to"
+                                  " quantize (biases, scalars) kept float32"))
             for kind, layers in (facts.get("rewritten_layers") or {}).items():
                 lines.append(("", f"{art.format}: grouped convolutions exported as {kind}: {', '.join(layers)}"))
         for w in r.weak_evidence if hasattr(r, "weak_evidence") else [w for p in r.parity for w in p.weak_evidence]:

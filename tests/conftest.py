@@ -91,12 +91,13 @@ def cnn_file(tmp_path_factory) -> Path:
 def outlier_channel_model():
     """A hidden layer with one channel 300 times larger than the others, which the head does not
     read: per-tensor int8 activations (and uint8 weights) take their range from that channel and round
-    the others, all the head reads, to a few steps (the outlier channels of real transformers do this)."""
+    the others, all the head reads, to a few steps (the outlier channels of real transformers do this).
+    The kernel has 1,024 values, the fewest TF.js quantizes."""
     import keras
 
     keras.utils.set_random_seed(0)
     features = keras.Input((16,), name="features")
-    wide, head = keras.layers.Dense(32, activation="relu", name="wide"), keras.layers.Dense(4, name="head")
+    wide, head = keras.layers.Dense(64, activation="relu", name="wide"), keras.layers.Dense(4, name="head")
     model = keras.Model(features, head(wide(features)))
     kernel, bias = wide.get_weights()
     kernel[:, 0] *= 300

@@ -5,6 +5,7 @@ The first run installs the npm packages of the runner into the per-user cache (`
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -111,16 +112,40 @@ def test_quantized_weights_shrink_the_files_and_stay_within_tolerance(
     (output,) = entry.outputs
     assert 1e-6 < entry.max_abs_diff and output.allowance_used < 1 and output.rel_rms <= entry.tolerance.max_rel_rms
     assert "relative RMS error" in entry.criterion
+    # The Dense kernel (9,600 values) is quantized; the tensors under 1,024 values (biases, the
+    # small kernels, the graph's scalars) stay float32 and cost 4 bytes a value as before.
     manifest = graph_model.load(out)["weightsManifest"][0]["weights"]
-    assert {w["quantization"]["dtype"] for w in manifest if w["dtype"] == "float32"} == {quantize}
+    floats = [w for w in manifest if w["dtype"] == "float32"]
+    quantized = [w for w in floats if w.get("quantization")]
+    assert [math.prod(w["shape"]) for w in quantized] == [9600]
+    assert {w["quantization"]["dtype"] for w in quantized} == {quantize}
+    small = [w for w in floats if not w.get("quantization")]
+    assert small and all(math.prod(w["shape"]) < converter.SMALLEST_QUANTIZED for w in small)
     # Read back from disk (what `convhub check` does), the weights manifest tells the same precision.
     assert pipeline.read_source(default_registry(), out).facts["precision"] == precision
-    assert weight_bytes(out) * shrink == pytest.approx(weight_bytes(float32_tfjs.output), rel=0.01)
+    saved = 9600 * 4 * (1 - 1 / shrink)
+    assert weight_bytes(out) == pytest.approx(weight_bytes(float32_tfjs.output) - saved, rel=0.01)
 
     # The precision fact is recorded on the artifact the hop wrote.
     artifact = Artifact("savedmodel", path=saved_model, facts={"signature": "serving_default"})
     facts = converter.from_saved_model(artifact, tmp_path / "again", {"tfjs_quantize": quantize})
-    assert facts == {"precision": precision, "signature": "serving_default", "tfjs_weight_shards": 1}
+    assert facts == {"precision": precision, "signature": "serving_default", "tfjs_weight_shards": 1,
+                     "tfjs_float32_small_weights": len(small)}
+
+
+def test_weights_too_small_to_quantize_leave_the_model_float32_and_say_so(tmp_path):
+    """A model whose every weight is under 1,024 values has nothing worth quantizing: its file is
+    float32, and its precision (hence its criteria) says so."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    features = keras.Input((8,), name="features")
+    model = keras.Model(features, keras.layers.Dense(4, name="scores")(keras.layers.Dense(16, activation="relu")(features)))
+    result = convhub.convert(model, to="tfjs", output=tmp_path / "u8", options={"tfjs_quantize": "uint8"})
+    assert result.ok and result.artifacts[-1].facts["precision"] == "float32"
+    assert result.artifacts[-1].facts["tfjs_float32_small_weights"] == 2  # the kernels (zero biases fold away)
+    assert '"quantization"' not in (tmp_path / "u8" / "model.json").read_text()
+    assert result.parity[-1].max_abs_diff < 1e-5  # judged, and passing, as float32
 
 
 def test_a_uint8_drift_names_the_weights_whose_range_rounds_the_rest_away(tmp_path):
@@ -305,8 +330,8 @@ def test_a_weight_holding_minus_infinity_stays_float32_when_the_others_quantize(
     class Masked(tf.Module):
         def __init__(self):
             rng = np.random.default_rng(4)
-            self.kernel = tf.Variable(rng.normal(size=(6, 6)).astype("float32"))
-            self.mask = tf.Variable(np.array([0, 0, 0, -np.inf, 0, 0], "float32"))
+            self.kernel = tf.Variable(rng.normal(size=(6, 1024)).astype("float32"))
+            self.mask = tf.Variable(np.where(np.arange(1024) == 3, -np.inf, 0).astype("float32"))
 
         @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32, name="x")])
         def serve(self, x):

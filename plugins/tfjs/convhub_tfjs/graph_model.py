@@ -227,6 +227,14 @@ def nonfinite_quantized(model_json: dict) -> set[str]:
     return bad
 
 
+def small_quantized(model_json: dict, smallest: int) -> set[str]:
+    """The quantized weights with fewer than `smallest` values."""
+    import math
+
+    return {weight["name"] for group in model_json.get("weightsManifest", []) for weight in group.get("weights", [])
+            if weight.get("quantization") and math.prod(weight.get("shape") or []) < smallest}
+
+
 def restore_output_names(model_json: dict, names: list[str]) -> int:
     """Give signature outputs that tensorflowjs named by a graph tensor ("Identity_2:0") the
     SavedModel signature's name; returns how many it renamed.
