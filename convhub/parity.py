@@ -448,25 +448,27 @@ def compare_output(name: str, ref: Array, cand: Array, tol: Tolerance, candidate
     if nonzero.size:
         counts, edges = np.histogram(np.log10(nonzero), bins=HISTOGRAM_BINS)
         histogram = {"log10_edges": edges.round(3).tolist(), "counts": counts.tolist(), "exact": int(err.size - nonzero.size)}
-    reasons, met = [], []
-    worst = float((err / np.maximum(bound, 1e-300)).max())  # the error as a share of what it may be
-    if beyond.any():
-        reasons.append(f"{beyond.mean():.1%} of values beyond {_bound_text(tol, ref64)} (max abs diff {err.max():.3g})")
+    reasons: list[str] = []
+    met: list[str] = []
+    worst: float | None = float((err / np.maximum(bound, 1e-300)).max())  # the error as a share of what it may be
+    if np.issubdtype(ref.dtype, np.integer) and tol.min_top1 is not None:
+        # A quantized model's integer output (a class label, an id, a count) is a decision: label 2
+        # for 6 is not an error of 4, and a label has no magnitude or RMS. It is judged as decisions
+        # are, by the share of values that agree, against the precision's top-1 floor.
+        top1, rows, worst, rel_rms = float(np.mean(ref == cand)), ref.size, None, None
+        judge_agreement(reasons, met, "equal values", top1, rows, tol.min_top1, unit="values", failed="equal values")
     else:
-        met.append(f"max abs diff {err.max():.2g} ≤ {_bound_text(tol, ref64)} ({worst:.0%} of the allowance)")
-    if tol.max_rel_rms is not None and rel_rms is not None:
-        text = f"relative RMS error {rel_rms:.2%}"
-        (reasons if rel_rms > tol.max_rel_rms else met).append(
-            f"{text} {'>' if rel_rms > tol.max_rel_rms else '≤'} {tol.max_rel_rms:.0%}")
-    for label, value, least in (("top-1", top1, tol.min_top1), ("top-5", top5, tol.min_top5)):
-        if value is None or least is None:
-            continue
-        if rows < MIN_AGREEMENT_ROWS:
-            met.append(f"{label} {value:.0%} over {rows} rows, not judged (fewer than {MIN_AGREEMENT_ROWS})")
-        elif value < least:
-            reasons.append(f"{label} agreement {value:.1%} < {least:.0%} over {rows} rows" + _sampling_note(value, rows, least))
+        if beyond.any():
+            reasons.append(f"{beyond.mean():.1%} of values beyond {_bound_text(tol, ref64)} (max abs diff {err.max():.3g})")
         else:
-            met.append(f"{label} {value:.1%} ≥ {least:.0%} over {rows} rows")
+            met.append(f"max abs diff {err.max():.2g} ≤ {_bound_text(tol, ref64)} ({worst:.0%} of the allowance)")
+        if tol.max_rel_rms is not None and rel_rms is not None:
+            text = f"relative RMS error {rel_rms:.2%}"
+            (reasons if rel_rms > tol.max_rel_rms else met).append(
+                f"{text} {'>' if rel_rms > tol.max_rel_rms else '≤'} {tol.max_rel_rms:.0%}")
+        for label, value, least in (("top-1", top1, tol.min_top1), ("top-5", top5, tol.min_top5)):
+            if value is not None and least is not None:
+                judge_agreement(reasons, met, label, value, rows, least)
     return OutputDiff(
         name,
         passed=not reasons,
@@ -487,6 +489,19 @@ def compare_output(name: str, ref: Array, cand: Array, tol: Tolerance, candidate
         histogram=histogram,
         weak=weak_evidence(ref64, both, tol),
     )
+
+
+def judge_agreement(reasons: list[str], met: list[str], label: str, share: float, rows: int, least: float,
+                    unit: str = "rows", failed: str = "") -> None:
+    """An agreement (top-1, top-5, equal labels) against its floor, added to what failed or what was
+    met; over fewer than MIN_AGREEMENT_ROWS it is reported, not judged."""
+    if rows < MIN_AGREEMENT_ROWS:
+        met.append(f"{label} {share:.0%} over {rows} {unit}, not judged (fewer than {MIN_AGREEMENT_ROWS})")
+    elif share < least:
+        reasons.append(f"{failed or label + ' agreement'} {share:.1%} < {least:.0%} over {rows} {unit}"
+                       + _sampling_note(share, rows, least))
+    else:
+        met.append(f"{label} {share:.1%} ≥ {least:.0%} over {rows} {unit}")
 
 
 def agreement_interval(share: float, rows: int, z: float = 1.96) -> tuple[float, float]:

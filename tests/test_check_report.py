@@ -84,6 +84,24 @@ def test_a_failed_agreement_says_when_its_rows_cannot_tell_it_from_a_pass():
     assert not clear_fail.passed and "50.0% < 85% over 128 rows" in clear_fail.reason and "interval" not in clear_fail.reason
 
 
+def test_a_quantized_models_integer_labels_are_judged_by_how_many_agree():
+    """An int32 label output (an argmax, as the zoo's Orbax model returns) of a quantized model:
+    8 of 128 labels flipped to far-off classes is 93.8 % agreement, a pass by the int8 top-1 floor,
+    not "max abs diff 7" against a magnitude; 32 of 128 flipped (75 %) fails. A float32 check still
+    wants every label equal."""
+    int8 = parity.TOLERANCES["int8"]
+    ref = np.random.default_rng(1).integers(0, 3, 128).astype(np.int32)
+    cand = ref.copy()
+    cand[:8] += 7
+    passed = parity.compare_output("label", ref, cand, int8)
+    assert passed.passed and passed.criterion == "equal values 93.8% ≥ 85% over 128 values"
+    assert passed.rel_rms is None and passed.allowance_used is None and passed.max_abs_diff == 7
+    cand[:32] = ref[:32] + 7
+    failed = parity.compare_output("label", ref, cand, int8)
+    assert not failed.passed and failed.reason == "equal values 75.0% < 85% over 128 values"
+    assert not parity.compare_output("label", ref, ref + (np.arange(128) == 5), parity.TOLERANCES["float32"]).passed
+
+
 def test_user_inputs_from_npz_are_used_and_reported(artifacts, tmp_path):
     feeds = tmp_path / "inputs.npz"
     np.savez(feeds, image=np.full((2, 12, 12, 2), 0.25, "float32"))
