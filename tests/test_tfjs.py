@@ -22,6 +22,7 @@ from convhub.errors import NoRouteError, UsageError
 from convhub.plugins import default_registry
 from convhub.types import Artifact, TensorSpec
 from convhub_tfjs import converter, graph_model, node
+from convhub_tfjs.quantize import SMALLEST
 from conftest import build_cnn, outlier_channel_model
 
 
@@ -120,7 +121,7 @@ def test_quantized_weights_shrink_the_files_and_stay_within_tolerance(
     assert [math.prod(w["shape"]) for w in quantized] == [9600]
     assert {w["quantization"]["dtype"] for w in quantized} == {quantize}
     small = [w for w in floats if not w.get("quantization")]
-    assert small and all(math.prod(w["shape"]) < converter.SMALLEST_QUANTIZED for w in small)
+    assert small and all(math.prod(w["shape"]) < SMALLEST for w in small)
     # Read back from disk (what `convhub check` does), the weights manifest tells the same precision.
     assert pipeline.read_source(default_registry(), out).facts["precision"] == precision
     saved = 9600 * 4 * (1 - 1 / shrink)

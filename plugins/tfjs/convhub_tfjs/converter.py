@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,18 +13,13 @@ from convhub.types import Artifact
 from convhub_tensorflow import frameworks
 
 from convhub_tfjs import graph_model
+from convhub_tfjs.quantize import SMALLEST
+from convhub_tfjs.quantize import quantize as quantize_weights
 
 # tfjs_quantize → the "precision" fact of the written model. TF.js dequantizes the weights to
 # float32 when it loads them and computes in float32, so only the weights lose precision.
 PRECISION = {None: "float32", **graph_model.QUANTIZED_PRECISION}
 DEFAULT_SHARD_BYTES = 4 * 1024 * 1024  # the converter's own default
-# Weight tensors with fewer values stay float32 when the others are quantized, as TFLite's weight
-# quantizer leaves them (its kWeightsMinNumElementsDefault): biases and scalars hold a fraction of
-# a percent of the bytes, and rounded they shift or scale every activation of their layer.
-# Measured on the zoo: a hard-swish's 1/6 in float16 is 2.4e-4 too small in every activation of
-# MobileNetV3Large (TF.js float16 1.24 % -> 0.27 %, TFLite's HARD_SWISH holds no constant: 0.29 %);
-# uint8 biases: EfficientNetB0 12.4 % -> 3.8 %, MobileNetV3Large 13.3 % -> 5.8 %, files 2 % larger.
-SMALLEST_QUANTIZED = 1024
 
 XLA_CALL_MODULE_REASON = (
     "the SavedModel holds XlaCallModule ops (StableHLO from a natively serialized JAX export), which"
@@ -55,7 +49,7 @@ def notes(facts: Mapping[str, Any]) -> list[str]:
         "written with v2 control flow (While/If), which TF.js computes; v1 loops it cannot",
         "a loop body returns the tensor it stores in a TensorList, not an Identity of it: TF.js would"
         " free it when the step ends (RNNs with return_sequences)",
-        f"with tfjs_quantize: weight tensors under {SMALLEST_QUANTIZED} values (biases, scalars) stay float32,"
+        f"with tfjs_quantize: weight tensors under {SMALLEST} values (biases, scalars) stay float32,"
         " as TFLite's weight quantizer leaves them: rounded, they would shift every activation of their layer",
     ]
 
@@ -85,31 +79,19 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_converter
 
     signature = artifact.facts.get("signature", "serving_default")
-    convert = lambda dtype_map: _convert(tfjs_converter, artifact.path, destination, signature, dtype_map, shard_bytes)  # noqa: E731
-    convert({quantize: True} if quantize else None)
-    model_json = graph_model.load(destination)
-    # A weight holding ±inf or NaN (an attention mask's -inf) quantizes to a min or scale that is
-    # not a number: tensorflowjs writes "-Infinity" into model.json, which no JSON parser (TF.js's
-    # included) reads. Such weights stay float32, as do small ones (SMALLEST_QUANTIZED); then the
-    # converter runs again with the others named (its map takes names, not sizes).
-    unquantizable = graph_model.nonfinite_quantized(model_json)
-    small = graph_model.small_quantized(model_json, SMALLEST_QUANTIZED)
-    if unquantizable or small:
-        shutil.rmtree(destination)
-        names = [w["name"] for group in model_json["weightsManifest"] for w in group["weights"]
-                 if w["name"] not in unquantizable | small]
-        convert({quantize: names})
-    facts = _finish(destination, artifact.facts.get("outputs") or [])
-    if unquantizable:
-        facts["tfjs_float32_weights"] = sorted(unquantizable)
-    if small:
-        facts["tfjs_float32_small_weights"] = len(small)
+    _convert(tfjs_converter, artifact.path, destination, signature, shard_bytes)
+    kept: dict[str, Any] = {}
+    if quantize:  # what the converter's quantization map does, chosen weight by weight (quantize.py)
+        nonfinite, small = quantize_weights(destination, quantize, shard_bytes)
+        kept |= {"tfjs_float32_weights": nonfinite} if nonfinite else {}
+        kept |= {"tfjs_float32_small_weights": small} if small else {}
+    facts = {**_finish(destination, artifact.facts.get("outputs") or []), **kept}
     # What the file holds: float32 when every weight was too small to quantize.
     precision = graph_model.precision_of(graph_model.load(destination)) if quantize else "float32"
     return {"precision": precision, "signature": signature, **facts}
 
 
-def _convert(tfjs_converter, saved_model: Path, destination: Path, signature: str, dtype_map, shard_bytes: int) -> None:
+def _convert(tfjs_converter, saved_model: Path, destination: Path, signature: str, shard_bytes: int) -> None:
     # The converter's op check would reject Erfc (Keras' exact GELU), which rewrite_erfc expresses
     # with ops TF.js has; so the check runs below, on the final graph, with the converter's op lists.
     # Assert, CheckNumerics and Print have no TF.js kernel: they are stripped (jax2tf's shape
@@ -118,7 +100,6 @@ def _convert(tfjs_converter, saved_model: Path, destination: Path, signature: st
         str(saved_model),
         str(destination),
         signature_def=signature,
-        quantization_dtype_map=dtype_map,
         weight_shard_size_bytes=shard_bytes,
         skip_op_check=True,
         strip_debug_ops=True,

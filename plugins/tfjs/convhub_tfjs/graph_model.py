@@ -213,28 +213,6 @@ def hint(error: str, ops: set[str]) -> str:
     return ""
 
 
-def nonfinite_quantized(model_json: dict) -> set[str]:
-    """The quantized weights whose quantization parameters are not finite numbers (the weight
-    held ±inf or NaN): model.json then holds -Infinity or NaN, which JSON parsers refuse."""
-    import math
-
-    bad = set()
-    for group in model_json.get("weightsManifest", []):
-        for weight in group.get("weights", []):
-            params = weight.get("quantization") or {}
-            if any(isinstance(v, float) and not math.isfinite(v) for v in params.values()):
-                bad.add(weight["name"])
-    return bad
-
-
-def small_quantized(model_json: dict, smallest: int) -> set[str]:
-    """The quantized weights with fewer than `smallest` values."""
-    import math
-
-    return {weight["name"] for group in model_json.get("weightsManifest", []) for weight in group.get("weights", [])
-            if weight.get("quantization") and math.prod(weight.get("shape") or []) < smallest}
-
-
 def restore_output_names(model_json: dict, names: list[str]) -> int:
     """Give signature outputs that tensorflowjs named by a graph tensor ("Identity_2:0") the
     SavedModel signature's name; returns how many it renamed.
