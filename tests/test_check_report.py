@@ -84,6 +84,14 @@ def test_a_failed_agreement_says_when_its_rows_cannot_tell_it_from_a_pass():
     assert not clear_fail.passed and "50.0% < 85% over 128 rows" in clear_fail.reason and "interval" not in clear_fail.reason
 
 
+def test_tied_scores_rank_the_same_in_top_1_and_top_5():
+    """Scores tied across classes (a constant output) have their arg-max at the first of them; top-5
+    breaks ties the same way, so it cannot fail where top-1 agrees (it did: 0 % against 100 %)."""
+    tied = np.zeros((32, 2048), np.float32)
+    same = parity.compare_output("scores", tied, tied.copy(), parity.TOLERANCES["uint8-weights"])
+    assert same.top1_agreement == 1.0 and same.top5_agreement == 1.0
+
+
 def test_a_quantized_models_integer_labels_are_judged_by_how_many_agree():
     """An int32 label output (an argmax, as the zoo's Orbax model returns) of a quantized model:
     8 of 128 labels flipped to far-off classes is 93.8 % agreement, a pass by the int8 top-1 floor,
