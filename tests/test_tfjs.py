@@ -347,6 +347,31 @@ def test_a_weight_holding_minus_infinity_stays_float32_when_the_others_quantize(
     assert "Infinity" not in text and "NaN" not in text and '"uint8"' in text
 
 
+def test_quantizing_rewrites_string_weights_as_they_were(tmp_path):
+    """convhub quantizes after the conversion, re-writing every weight: a lookup table's string
+    keys (stored with their lengths) must come out as they went in, or the table would find nothing."""
+    import tensorflow as tf
+
+    class Lookup(tf.Module):
+        def __init__(self):
+            keys, values = tf.constant(["a", "bb", "ccc"]), tf.constant([1.0, 2.0, 3.0])
+            self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), 0.5)
+            self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(4, 1024)).astype("float32"))
+            self.names = tf.constant(["a", "yy", "ccc", "bb"])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.matmul(x, self.kernel) * tf.reduce_sum(self.table.lookup(self.names))}
+
+    module = Lookup()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    result = convhub.convert(tmp_path / "sm", to="tfjs", output=tmp_path / "out", options={"tfjs_quantize": "uint8"})
+    assert result.ok and result.parity[-1].outputs[0].rel_rms < 0.02  # 6.5 times the kernel: no key lost
+    manifest = [w for g in graph_model.load(tmp_path / "out")["weightsManifest"] for w in g["weights"]]
+    assert {w["dtype"] for w in manifest} >= {"string"}
+    assert [w["quantization"]["dtype"] for w in manifest if w.get("quantization")] == ["uint8"]
+
+
 def test_outputs_tensorflowjs_named_by_tensor_get_the_signatures_names_back():
     """A non-native jax2tf export's outputs lose their names in tensorflowjs ("Identity_2:0");
     paired by order they were compared with the wrong source output (Orbax logits vs probabilities)."""
