@@ -24,9 +24,10 @@ SMALLEST = 1024
 
 
 def quantize(folder: Path, dtype: str, shard_bytes: int) -> tuple[list[str], int]:
-    """Store the float32 weights of the graph model in `folder` as `dtype` (float16, uint8, uint16)
-    but those SMALLEST leaves float32 or that are not finite; rewrites the shards and model.json.
-    Returns (the names of the weights kept for not being finite, how many were kept for their size)."""
+    """Store each float32 weight tensor of the graph model in `folder` as `dtype` (float16, uint8,
+    uint16), except those under SMALLEST values or holding ±inf or NaN; rewrites its shards and
+    model.json. Returns (the names of the weights kept for not being finite, how many were kept
+    for their size)."""
     import numpy as np  # here, not at import: listing plugins loads no framework or numpy
     from tensorflowjs import read_weights, write_weights
 
