@@ -106,6 +106,10 @@ def test_every_cell_is_decided_and_the_crashing_converter_fails_its_cell_alone(l
         for target in ("tflite", "tfjs"):
             for options, precision in (("float32", "float32"), ("small", "float16")):
                 facts = found[(model, target, options)]["result"]["artifacts"][-1]["facts"]
+                if target == "tfjs" and options == "small":
+                    assert facts["tfjs_float32_small_weights"] > 0  # the quantizer ran
+                    if model in ("jax_function", "keras_cnn"):  # no weight of 1,024 values: all stay float32
+                        precision = "float32"
                 assert facts["precision"] == precision, (model, target, options, facts)
         assert found[(model, "onnx", "small")]["result"]["artifacts"][-1]["facts"]["opset"] == 15
     assert found[("cnn", "tflite", "float32")]["output"] == str(out / "cnn" / "tflite" / "float32" / "cnn.tflite")
