@@ -451,10 +451,10 @@ def compare_output(name: str, ref: Array, cand: Array, tol: Tolerance, candidate
     reasons: list[str] = []
     met: list[str] = []
     worst: float | None = float((err / np.maximum(bound, 1e-300)).max())  # the error as a share of what it may be
-    if np.issubdtype(ref.dtype, np.integer) and tol.min_top1 is not None:
-        # A quantized model's integer output (a class label, an id, a count) is a decision: label 2
-        # for 6 is not an error of 4, and a label has no magnitude or RMS. It is judged as decisions
-        # are, by the share of values that agree, against the precision's top-1 floor.
+    if (np.issubdtype(ref.dtype, np.integer) or ref.dtype == np.bool_) and tol.min_top1 is not None:
+        # A quantized model's integer or boolean output (a class label, an id, a mask) is a
+        # decision: label 2 for 6 is not an error of 4, and a label has no magnitude or RMS. It is
+        # judged as decisions are, by the share of values that agree, against the top-1 floor.
         top1, rows, worst, rel_rms = float(np.mean(ref == cand)), ref.size, None, None
         judge_agreement(reasons, met, "equal values", top1, rows, tol.min_top1, unit="values", failed="equal values")
     else:

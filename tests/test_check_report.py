@@ -108,6 +108,8 @@ def test_a_quantized_models_integer_labels_are_judged_by_how_many_agree():
     failed = parity.compare_output("label", ref, cand, int8)
     assert not failed.passed and failed.reason == "equal values 75.0% < 85% over 128 values"
     assert not parity.compare_output("label", ref, ref + (np.arange(128) == 5), parity.TOLERANCES["float32"]).passed
+    mask = ref > 0  # a boolean output is a decision too
+    assert parity.compare_output("mask", mask, mask ^ (np.arange(128) < 8), int8).passed
 
 
 def test_user_inputs_from_npz_are_used_and_reported(artifacts, tmp_path):
