@@ -7,6 +7,9 @@ file to revisit, as soon as an upgrade moves or changes one of them.
   JaxModule (plugins/jax/convhub_jax/export.py; OrbaxExport is the public way in).
 - Keras `Layer._build_shapes_dict`: a subclassed model's input shape, exactly as Keras's own
   `Model.export` reads it (plugins/tensorflow/convhub_tensorflow/keras_model.py).
+- TensorFlow `TFLiteConverter._experimental_calibrate_only`: the float model with the calibrated
+  range of every tensor, which the int8 file no longer holds once the converter narrowed some
+  (plugins/tflite/convhub_tflite/int8.py).
 """
 
 import importlib.metadata
@@ -14,7 +17,7 @@ import inspect
 
 import pytest
 
-PINNED = {"tf2onnx": "1.17.0", "orbax-export": "0.0.8", "keras": "3.15.1"}
+PINNED = {"tf2onnx": "1.17.0", "orbax-export": "0.0.8", "keras": "3.15.1", "tensorflow": "2.19.0"}
 
 
 @pytest.mark.parametrize("distribution", sorted(PINNED))
@@ -94,3 +97,11 @@ def test_litert_converter_private_entry_point_converts_stablehlo():
             assert out.read_bytes()[4:8] == b"TFL3"
     finally:
         pool.shutdown()
+
+
+def test_tflite_converter_stops_after_calibration_when_asked():
+    from tensorflow.lite.python import lite
+
+    source = inspect.getsource(lite)
+    assert "self._experimental_calibrate_only = False" in source  # an attribute of every converter
+    assert "if self._experimental_calibrate_only:" in source  # returns the calibrated model there

@@ -28,6 +28,7 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
     a range their sums fit; and a line for each kind of change (none: the bytes unchanged)."""
     from ai_edge_litert import schema_py_generated as schema
 
+    from convhub_tflite.flatbuffer import add_code, float_twin, operator, pack
     from convhub_tflite.tflite import builtin_names, operator_kinds
 
     if len(flatbuffer) >= 2**31:  # beyond what a flatbuffer can address: weights kept outside it
@@ -48,17 +49,17 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
                 continue
             inputs = [graph.tensors[i] for i in op.inputs]  # these ops have no optional (-1) inputs
             if kind in NO_INT16_KERNEL and any(t.type == int16 for t in inputs):
-                dequantize, quantize = (_code(schema, model, kinds, name, codes[name]) for name in ("DEQUANTIZE", "QUANTIZE"))
+                dequantize, quantize = (add_code(schema, model, kinds, name, codes[name]) for name in ("DEQUANTIZE", "QUANTIZE"))
                 floats = []
                 for i in op.inputs:
                     if graph.tensors[i].type == int16:
-                        floats.append(_float_twin(schema, graph, i))
-                        operators.append(_operator(schema, dequantize, [i], [floats[-1]]))
+                        floats.append(float_twin(schema, graph, i))
+                        operators.append(operator(schema, dequantize, [i], [floats[-1]]))
                     else:
                         floats.append(i)
                 (output,) = op.outputs
-                op.inputs, op.outputs = floats, [_float_twin(schema, graph, output)]
-                operators += [op, _operator(schema, quantize, op.outputs, [output])]
+                op.inputs, op.outputs = floats, [float_twin(schema, graph, output)]
+                operators += [op, operator(schema, quantize, op.outputs, [output])]
                 floated = True
                 continue
             if kind == "SUM" and inputs[0].type == int16:
@@ -68,7 +69,7 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
     notes = [SUM_NOTE] if widened else []
     if not (floated or widened):
         return flatbuffer, notes
-    return _pack(schema, model), notes
+    return pack(schema, model), notes
 
 
 def _widen_sum(schema, model, graph, op) -> bool:
@@ -87,38 +88,3 @@ def _widen_sum(schema, model, graph, op) -> bool:
         return False
     kept.scale = [float(s) * n for s in given.scale]
     return True
-
-
-def _code(schema, model, kinds: list, name: str, number: int) -> int:
-    """The index of a builtin op's operator code, added if the file has none."""
-    if name in kinds:
-        return kinds.index(name)
-    code = schema.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = number, min(number, 127), 1
-    model.operatorCodes.append(code)
-    kinds.append(name)
-    return len(kinds) - 1
-
-
-def _float_twin(schema, graph, index: int) -> int:
-    """A float32 tensor of the same shape as tensor `index`, appended to the graph."""
-    like, twin = graph.tensors[index], schema.TensorT()
-    name = like.name.decode() if isinstance(like.name, bytes) else like.name
-    twin.name, twin.shape, twin.shapeSignature = f"{name}/float32", like.shape, like.shapeSignature
-    twin.type, twin.buffer = schema.TensorType.FLOAT32, 0  # buffer 0: the empty one, a computed tensor
-    graph.tensors.append(twin)
-    return len(graph.tensors) - 1
-
-
-def _operator(schema, code: int, inputs: list[int], outputs: list[int]):
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = code, list(inputs), list(outputs)
-    return op
-
-
-def _pack(schema, model) -> bytes:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from convhub.errors import ConversionError, InputError, RuntimeMissing, UsageError
 from convhub.types import Artifact, TensorSpec, input_facts
 from convhub_tensorflow import frameworks
-from convhub_tflite import int16x8
+from convhub_tflite import int8, int16x8
 
 FLATBUFFER_ID = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -388,6 +388,14 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         if mode == "int16x8" and UNCALIBRATED_16X8 in str(exc):
             raise ConversionError(_uncalibrated_16x8(str(exc))) from None
         raise
+    if mode == "int8" and int8.narrowing(flatbuffer):
+        # Ranges the converter narrowed to a REDUCE_MAX's (a JAX softmax's attention scores) get
+        # back what its own calibration measured, read from a calibrate-only run (int8.py).
+        calibrating = _converter(tf, artifact, keys, options, {}, select="select_tf_ops" in facts)
+        calibrating._experimental_calibrate_only = True
+        flatbuffer, mended = int8.mend(flatbuffer, calibrating.convert())
+        if mended:
+            facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), *mended]))
     if mode == "int16x8":
         # What the converter writes and LiteRT cannot run (int16 SQUARED_DIFFERENCE) goes float,
         # as the converter does for ops with no 16x8 kernel; an int16 SUM gets a range it fits.
