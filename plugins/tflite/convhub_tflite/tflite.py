@@ -393,7 +393,11 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         # back what its own calibration measured, read from a calibrate-only run (int8.py).
         calibrating = _converter(tf, artifact, keys, options, {}, select="select_tf_ops" in facts)
         calibrating._experimental_calibrate_only = True
-        flatbuffer, mended = int8.mend(flatbuffer, calibrating.convert())
+        try:
+            flatbuffer, mended = int8.mend(flatbuffer, calibrating.convert())
+        except Exception as exc:  # noqa: BLE001 - the converter's file stands, unmended, and says why
+            mended = [f"int8 ranges a REDUCE_MAX narrowed were left as the converter wrote them (its calibrate-only"
+                      f" run failed: {converter_message(exc)})"]
         if mended:
             facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), *mended]))
     if mode == "int16x8":
