@@ -69,7 +69,7 @@ def mend(flatbuffer: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
     for g, graph in enumerate(model.subgraphs or []):
         known = ranges[g] if g < len(ranges) else {}
         for op in [op for op in graph.operators if kinds[op.opcodeIndex] in NARROWING]:
-            chain = _narrowed_chain(schema, graph, kinds, op.inputs[0], known)
+            chain = _narrowed_chain(schema, graph, kinds, op, known)
             if not chain:
                 continue
             old = _params(graph.tensors[chain[0]])
@@ -87,16 +87,23 @@ def mend(flatbuffer: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
     return pack(schema, model), [NOTE.format(names=", ".join(mended))]
 
 
-def _narrowed_chain(schema, graph, kinds, index: int, known: dict) -> list[int]:
-    """The input of a REDUCE_MAX and the tensors above it that MOVING ops copy into it, when its
-    calibrated range reaches more than a step beyond the int8 range it was given; else []."""
+def _narrowed_chain(schema, graph, kinds, op, known: dict) -> list[int]:
+    """The input of a REDUCE_MAX (or _MIN) and the tensors above it that MOVING ops copy into it,
+    when its calibrated range reaches more than a step beyond the int8 range it was given, and that
+    range ends where the calibrated maxima (minima) do: the converter copied it from the output.
+    Else [] (also when a name of the calibrated file does not match: the check fails then)."""
+    index, output = op.inputs[0], graph.tensors[op.outputs[0]]
     tensor = graph.tensors[index]
     params = _params(tensor)
-    if tensor.type != schema.TensorType.INT8 or params is None or _name(tensor) not in known:
+    if tensor.type != schema.TensorType.INT8 or params is None or not {_name(tensor), _name(output)} <= set(known):
         return []
     scale, zero = params
-    low, high = known[_name(tensor)]
-    if low >= (-128 - zero) * scale - scale and high <= (127 - zero) * scale + scale:
+    (low, high), (out_low, out_high) = known[_name(tensor)], known[_name(output)]
+    given_low, given_high = (-128 - zero) * scale, (127 - zero) * scale
+    if low >= given_low - scale and high <= given_high + scale:
+        return []
+    copied = abs(out_high - given_high) if kinds[op.opcodeIndex] == "REDUCE_MAX" else abs(out_low - given_low)
+    if copied > 2 * scale:
         return []
     chain, producers = [index], {o: op for op in graph.operators for o in op.outputs}
     while (op := producers.get(chain[-1])) is not None and kinds[op.opcodeIndex] in MOVING:
