@@ -4,10 +4,13 @@ schema_py_generated), shared by the mends of what TFLiteConverter writes (int16x
 from __future__ import annotations
 
 
-def add_code(schema, model, kinds: list, name: str, number: int) -> int:
+def add_code(schema, model, kinds: list, name: str) -> int:
     """The index of a builtin op's operator code, added if the file has none."""
+    from convhub_tflite.tflite import builtin_names
+
     if name in kinds:
         return kinds.index(name)
+    number = next(n for n, known in builtin_names().items() if known == name)
     code = schema.OperatorCodeT()
     code.builtinCode, code.deprecatedBuiltinCode, code.version = number, min(number, 127), 1
     model.operatorCodes.append(code)
@@ -15,13 +18,16 @@ def add_code(schema, model, kinds: list, name: str, number: int) -> int:
     return len(kinds) - 1
 
 
-def float_twin(schema, graph, index: int) -> int:
-    """A float32 tensor of the same shape as tensor `index`, appended to the graph."""
-    like, twin = graph.tensors[index], schema.TensorT()
-    name = like.name.decode() if isinstance(like.name, bytes) else like.name
-    twin.name, twin.shape, twin.shapeSignature = f"{name}/float32", like.shape, like.shapeSignature
-    twin.type, twin.buffer = schema.TensorType.FLOAT32, 0  # buffer 0: the empty one, a computed tensor
-    graph.tensors.append(twin)
+def name(tensor) -> str:
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def twin(schema, graph, index: int, tensor_type: int, suffix: str) -> int:
+    """A computed tensor of `tensor_type` with the shape of tensor `index`, appended to the graph."""
+    like, made = graph.tensors[index], schema.TensorT()
+    made.name, made.shape, made.shapeSignature = f"{name(like)}/{suffix}", like.shape, like.shapeSignature
+    made.type, made.buffer = tensor_type, 0  # buffer 0: the empty one, a computed tensor
+    graph.tensors.append(made)
     return len(graph.tensors) - 1
 
 

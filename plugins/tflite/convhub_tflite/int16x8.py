@@ -28,8 +28,8 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
     a range their sums fit; and a line for each kind of change (none: the bytes unchanged)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from convhub_tflite.flatbuffer import add_code, float_twin, operator, pack
-    from convhub_tflite.tflite import builtin_names, operator_kinds
+    from convhub_tflite.flatbuffer import add_code, operator, pack, twin
+    from convhub_tflite.tflite import operator_kinds
 
     if len(flatbuffer) >= 2**31:  # beyond what a flatbuffer can address: weights kept outside it
         return flatbuffer, []
@@ -37,7 +37,6 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
     if not any(kind in (*NO_INT16_KERNEL, "SUM") for kind in kinds):
         return flatbuffer, []
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    codes = {name: number for number, name in builtin_names().items()}
     int16 = schema.TensorType.INT16
     floated, widened = False, False
     for graph in model.subgraphs:
@@ -49,16 +48,16 @@ def mend(flatbuffer: bytes) -> tuple[bytes, list[str]]:
                 continue
             inputs = [graph.tensors[i] for i in op.inputs]  # these ops have no optional (-1) inputs
             if kind in NO_INT16_KERNEL and any(t.type == int16 for t in inputs):
-                dequantize, quantize = (add_code(schema, model, kinds, name, codes[name]) for name in ("DEQUANTIZE", "QUANTIZE"))
+                dequantize, quantize = (add_code(schema, model, kinds, name) for name in ("DEQUANTIZE", "QUANTIZE"))
                 floats = []
                 for i in op.inputs:
                     if graph.tensors[i].type == int16:
-                        floats.append(float_twin(schema, graph, i))
+                        floats.append(twin(schema, graph, i, schema.TensorType.FLOAT32, "float32"))
                         operators.append(operator(schema, dequantize, [i], [floats[-1]]))
                     else:
                         floats.append(i)
                 (output,) = op.outputs
-                op.inputs, op.outputs = floats, [float_twin(schema, graph, output)]
+                op.inputs, op.outputs = floats, [twin(schema, graph, output, schema.TensorType.FLOAT32, "float32")]
                 operators += [op, operator(schema, quantize, op.outputs, [output])]
                 floated = True
                 continue

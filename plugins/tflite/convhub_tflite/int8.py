@@ -15,7 +15,7 @@ other reader that does not rescale) a requantized copy in the old range.
 
 from __future__ import annotations
 
-from typing import Any
+from convhub_tflite.flatbuffer import name
 
 NARROWING = ("REDUCE_MAX", "REDUCE_MIN")  # int8 kernels whose output keeps their input's scale
 MOVING = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")  # copy int8 values as they are
@@ -46,7 +46,7 @@ def calibrated_ranges(calibrated: bytes) -> list[dict[str, tuple[float, float]]]
         for tensor in graph.tensors or []:
             q = tensor.quantization
             if q is not None and q.min is not None and q.max is not None and len(q.min) == 1 == len(q.max):
-                ranges[_name(tensor)] = (float(q.min[0]), float(q.max[0]))
+                ranges[name(tensor)] = (float(q.min[0]), float(q.max[0]))
         found.append(ranges)
     return found
 
@@ -56,12 +56,14 @@ def mend(flatbuffer: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
     back, and a line saying which (none: the bytes unchanged)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from convhub_tflite.flatbuffer import add_code, operator, pack
-    from convhub_tflite.tflite import builtin_names, operator_kinds
+    from convhub_tflite.flatbuffer import add_code, pack
+    from convhub_tflite.tflite import operator_kinds
 
-    if len(flatbuffer) >= 2**31 or not narrowing(flatbuffer):
+    if len(flatbuffer) >= 2**31:  # beyond what a flatbuffer can address: weights kept outside it
         return flatbuffer, []
     kinds = operator_kinds(schema.Model.GetRootAsModel(flatbuffer, 0))
+    if not any(kind in NARROWING for kind in kinds):
+        return flatbuffer, []
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     ranges = calibrated_ranges(calibrated)
     requantize = None
@@ -74,14 +76,14 @@ def mend(flatbuffer: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
                 continue
             old = _params(graph.tensors[chain[0]])
             if requantize is None:
-                requantize = add_code(schema, model, kinds, "QUANTIZE", {v: k for k, v in builtin_names().items()}["QUANTIZE"])
-            _requantize_readers(schema, graph, kinds, chain, old, requantize, operator)
-            low, high = known[_name(graph.tensors[chain[0]])]
+                requantize = add_code(schema, model, kinds, "QUANTIZE")
+            _requantize_readers(schema, graph, kinds, chain, old, requantize)
+            low, high = known[name(graph.tensors[chain[0]])]
             scale, zero = _int8_params(low, high, old)
             for index in chain:
                 graph.tensors[index].quantization.scale = [scale]
                 graph.tensors[index].quantization.zeroPoint = [zero]
-            mended.append(_name(graph.tensors[chain[0]]))
+            mended.append(name(graph.tensors[chain[0]]))
     if not mended:
         return flatbuffer, []
     return pack(schema, model), [NOTE.format(names=", ".join(mended))]
@@ -95,10 +97,10 @@ def _narrowed_chain(schema, graph, kinds, op, known: dict) -> list[int]:
     index, output = op.inputs[0], graph.tensors[op.outputs[0]]
     tensor = graph.tensors[index]
     params = _params(tensor)
-    if tensor.type != schema.TensorType.INT8 or params is None or not {_name(tensor), _name(output)} <= set(known):
+    if tensor.type != schema.TensorType.INT8 or params is None or not {name(tensor), name(output)} <= set(known):
         return []
     scale, zero = params
-    (low, high), (out_low, out_high) = known[_name(tensor)], known[_name(output)]
+    (low, high), (out_low, out_high) = known[name(tensor)], known[name(output)]
     given_low, given_high = (-128 - zero) * scale, (127 - zero) * scale
     if low >= given_low - scale and high <= given_high + scale:
         return []
@@ -106,37 +108,31 @@ def _narrowed_chain(schema, graph, kinds, op, known: dict) -> list[int]:
     if copied > 2 * scale:
         return []
     chain, producers = [index], {o: op for op in graph.operators for o in op.outputs}
-    while (op := producers.get(chain[-1])) is not None and kinds[op.opcodeIndex] in MOVING:
-        above = op.inputs[0]
+    while (producer := producers.get(chain[-1])) is not None and kinds[producer.opcodeIndex] in MOVING:
+        above = producer.inputs[0]
         if _params(graph.tensors[above]) != params:
             break
         chain.append(above)
     return chain
 
 
-def _requantize_readers(schema, graph, kinds, chain: list[int], old, code: int, operator) -> None:
+def _requantize_readers(schema, graph, kinds, chain: list[int], old, code: int) -> None:
     """Readers of the chain's tensors that take their values as they are (the REDUCE_MAX, a
     CONCATENATION...) read a copy requantized to the old range, made just before them."""
+    from convhub_tflite.flatbuffer import operator, twin
+
     links = {id(op) for op in graph.operators if kinds[op.opcodeIndex] in MOVING and op.outputs[0] in chain}
     operators = []
     for op in graph.operators:
         for position, index in enumerate(op.inputs):
             if index in chain and id(op) not in links and kinds[op.opcodeIndex] not in RESCALING:
-                copy = _int8_twin(schema, graph, index, old)
+                copy = twin(schema, graph, index, schema.TensorType.INT8, "requantized")
+                graph.tensors[copy].quantization = schema.QuantizationParametersT()
+                graph.tensors[copy].quantization.scale, graph.tensors[copy].quantization.zeroPoint = [old[0]], [old[1]]
                 operators.append(operator(schema, code, [index], [copy]))
                 op.inputs[position] = copy
         operators.append(op)
     graph.operators = operators
-
-
-def _int8_twin(schema, graph, index: int, params) -> int:
-    like, twin = graph.tensors[index], schema.TensorT()
-    twin.name, twin.shape, twin.shapeSignature = f"{_name(like)}/requantized", like.shape, like.shapeSignature
-    twin.type, twin.buffer = schema.TensorType.INT8, 0
-    twin.quantization = schema.QuantizationParametersT()
-    twin.quantization.scale, twin.quantization.zeroPoint = [params[0]], [params[1]]
-    graph.tensors.append(twin)
-    return len(graph.tensors) - 1
 
 
 def _params(tensor) -> tuple[float, int] | None:
@@ -152,7 +148,3 @@ def _int8_params(low: float, high: float, old: tuple[float, int]) -> tuple[float
     low, high = min(low, 0.0, (-128 - zero) * scale), max(high, 0.0, (127 - zero) * scale)
     new_scale = (high - low) / 255.0
     return new_scale, int(max(-128, min(127, round(-128 - low / new_scale))))
-
-
-def _name(tensor: Any) -> str:
-    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
