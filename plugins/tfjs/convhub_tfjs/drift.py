@@ -12,7 +12,6 @@ much, the network amplifies many small roundings (as deep CNNs do in int8).
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,32 +21,25 @@ from convhub_tfjs import converter, graph_model
 
 COARSE = 0.05  # a tensor rounded by 5 % of its typical value or more is named
 NAMED = 2  # at most this many
-BYTES = {"float32": 4, "int32": 4, "uint8": 1, "uint16": 2, "float16": 2, "bool": 1, "int8": 1, "int16": 2}
 SCOPES = ("ConstantFolding", "StatefulPartitionedCall", "PartitionedCall")  # freezing's, not the model's
 
 
 def weights(folder: Path) -> dict[str, tuple[Any, str, float]]:
-    """Each weight of a TF.js graph model with a fixed size: {name: (its values as float32, how
-    they are stored: float32, uint8..., the quantization step or 0)}, the quantized ones
-    dequantized as TF.js does on load."""
+    """Each numeric weight of a TF.js graph model: {name: (its values as float32, flat, how they are
+    stored: float32, uint8..., the quantization step or 0)}, the quantized ones dequantized as TF.js
+    does on load, by tensorflowjs' own reader (which quantize.py re-writes weights with)."""
     import numpy as np  # here, not at import: listing plugins loads no framework or numpy
+    from tensorflowjs import read_weights
 
+    manifest = graph_model.load(folder).get("weightsManifest", [])
     found = {}
-    for group in graph_model.load(folder).get("weightsManifest", []):
-        data, offset = b"".join((folder / p).read_bytes() for p in group["paths"]), 0
-        for weight in group["weights"]:
+    for group, entries in zip(manifest, read_weights.read_weights(manifest, str(folder))):
+        for weight, entry in zip(group["weights"], entries):
+            if weight.get("dtype") == "string":
+                continue
             params = weight.get("quantization") or {}
-            stored = params.get("dtype") or weight.get("dtype")
-            if stored not in BYTES:
-                break  # a string tensor has no fixed size: the weights after it cannot be placed
-            count = math.prod(weight.get("shape") or [])
-            if offset + count * BYTES[stored] > len(data):
-                break
-            values = np.frombuffer(data, np.dtype(stored), count, offset).astype(np.float32)
-            if stored in ("uint8", "uint16"):  # in float32, as TF.js dequantizes
-                values = values * np.float32(params["scale"]) + np.float32(params["min"])
-            found[weight["name"]] = values, stored, float(params.get("scale") or 0.0)
-            offset += count * BYTES[stored]
+            found[weight["name"]] = (np.asarray(entry["data"], np.float32).ravel(), params.get("dtype") or weight["dtype"],
+                                     float(params.get("scale") or 0.0))
     return found
 
 
