@@ -292,9 +292,12 @@ class _Execution:
 
     def hop_options(self, key: HopKey) -> dict[str, Any]:
         hop = self.hops[key]
+        options = dict(hop.options)
         if hop.edge.toolchain is not None:  # what crosses to another Python: the options it reads, no more
-            return {k: v for k, v in hop.options.items() if k in hop.edge.options or k in GENERAL_OPTIONS}
-        return dict(hop.options)
+            options = {k: v for k, v in options.items() if k in hop.edge.options or k in GENERAL_OPTIONS}
+        if self.inputs is not None and hop.edge.data_options:
+            options["check_inputs"] = self.inputs  # calibration it generates takes their shapes (types.Conversion)
+        return options
 
     def hop_done(self, key: HopKey, future: cf.Future[Any]) -> None:
         hop = self.hops[key]

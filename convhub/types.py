@@ -196,6 +196,8 @@ class Conversion:
     data_options: the option keys that hand this edge the user's own data (e.g. a calibration
               set): with one set, the checks of a lossy route use uniform rows in the ranges
               that data set, instead of the realistic rows generated calibration is drawn from.
+              Such an edge also gets the run's --inputs path as options["check_inputs"] when
+              there is one, so data it generates can take their shapes (a sequence length).
     check_options: check_options(options) raises UsageError for option values that cannot go
               together (e.g. int8 I/O without int8), before anything loads; `options` holds the
               run's options for this edge's target. Single values are checked by `Option`.

@@ -452,3 +452,44 @@ def test_generated_calibration_never_holds_a_row_the_check_runs_on():
         check = parity.make_inputs(specs, seed, parity.QUANTIZED_BATCH, realistic=True)["features"]
         assert not any(np.array_equal(row, s["features"][0]) for row in check for s in samples)
     assert len(samples) == tflite.REPRESENTATIVE_SAMPLES and "seeds 4294967296+" in said
+
+
+def test_generated_calibration_takes_a_dynamic_length_from_the_checks_inputs(tmp_path):
+    """A sum over a dynamic sequence length grows with it: calibrated on the default 8 steps and
+    checked on 32, int8 clips the pooled sums; calibrated at the --inputs' length, it passes."""
+    import tensorflow as tf
+
+    class PooledSum(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.stateless_normal((4, 3), seed=(5, 6)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float32, name="steps")])
+        def serve(self, steps):
+            return {"y": tf.matmul(tf.reduce_sum(tf.nn.relu(steps), axis=1), self.w)}
+
+    module = PooledSum()
+    sm = saved_module(tmp_path / "sm", module, serving_default=module.serve)
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, steps=np.random.default_rng(3).standard_normal((128, 32, 4)).astype("float32"))
+    result = convhub.convert(sm, to="tflite", output=tmp_path / "m.tflite", options={"quantize": "int8"},
+                             inputs=inputs)
+    said = result.artifacts[-1].facts["representative_dataset"]
+    assert "generated: 64 random samples" in said and "dynamic sizes as in --inputs: steps 32x4" in said
+    assert result.parity[-1].passed, result.parity[-1].cause
+    # Without the check's inputs the samples keep the default size, which those inputs' sums outgrow.
+    spec = [TensorSpec("steps", (None, None, 4), "float32")]
+    samples, said = tflite.representative_samples({}, spec)
+    assert samples[0]["steps"].shape == (1, 8, 4) and "dynamic sizes" not in said
+    samples, _ = tflite.representative_samples({"check_inputs": str(inputs)}, spec)
+    assert samples[0]["steps"].shape == (1, 32, 4)
+    # Inputs keyed by names this model does not use leave the default size, not an error.
+    np.savez(tmp_path / "other.npz", tokens=np.zeros((2, 32, 4), "float32"), more=np.zeros((2, 1), "float32"))
+    samples, said = tflite.representative_samples({"check_inputs": str(tmp_path / "other.npz")}, spec)
+    assert samples[0]["steps"].shape == (1, 8, 4) and "dynamic sizes" not in said
+    # Calibrated at the default 8 steps (the same generator, handed over as data), it drifts:
+    # the evidence that the length is what mattered.
+    short = tmp_path / "short.npz"
+    np.savez(short, steps=np.random.default_rng(4).standard_normal((64, 8, 4)).astype("float32"))
+    with pytest.raises(ParityError) as drifted:
+        convhub.convert(sm, to="tflite", options={"quantize": "int8", "representative_data": str(short)}, inputs=inputs)
+    assert "clips" in drifted.value.result.parity[-1].cause

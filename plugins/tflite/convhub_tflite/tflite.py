@@ -120,13 +120,34 @@ def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
         return samples, f"{count} samples from {path}"
     # In the ranges the source gave (an Embedding's vocabulary, the pixel range a Rescaling layer
     # implies), as parity inputs are; realistic: smooth pictures, N(0, 1) for unknown floats.
+    specs, sized = _sized_like(specs, options.get("check_inputs"))
     samples = [parity.make_inputs(specs, CALIBRATION_SEED + i, batch=1, ranges=ranges, realistic=True)
                for i in range(REPRESENTATIVE_SAMPLES)]
     spans = parity.realistic_kinds(specs, ranges)
     return samples, (
         f"generated: {REPRESENTATIVE_SAMPLES} random samples from the input spec ({spans or 'integer ids'};"
-        f" seeds {CALIBRATION_SEED}+), not your data; pass real data with --representative-data for a calibration that fits your inputs"
+        f" seeds {CALIBRATION_SEED}+{sized}), not your data; pass real data with --representative-data for a calibration that fits your inputs"
     )
+
+
+def _sized_like(specs: list[TensorSpec], check_inputs: str | None) -> tuple[list[TensorSpec], str]:
+    """The specs with each dynamic dim but the batch given the size it has in the check's inputs
+    (--inputs), and a note saying which. int8 ranges of a sum or an average over a sequence grow
+    with its length: rows of the default 8 tokens calibrated a GPT-2 checked on 32-token rows to a
+    quarter of its pooled sums (docs/parity.md). Only the shapes are read, never the values."""
+    from convhub import parity
+
+    dynamic = [s for s in specs if any(d is None or d < 0 for d in s.shape[1:])]
+    if not check_inputs or not dynamic:
+        return specs, ""
+    try:
+        arrays = parity.load_inputs(check_inputs, specs)
+    except InputError:  # inputs keyed by names this format does not use: the default sizes stand
+        return specs, ""
+    sized = {s.name: (s.shape[0], *arrays[s.name].shape[1:]) for s in dynamic}
+    note = ", ".join(f"{name} {'x'.join(map(str, shape[1:]))}" for name, shape in sized.items())
+    return [TensorSpec(s.name, sized[s.name], s.dtype) if s.name in sized else s for s in specs], (
+        f"; dynamic sizes as in --inputs: {note}")
 
 
 def _samples_spec(spec: TensorSpec) -> TensorSpec:
