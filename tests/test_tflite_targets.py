@@ -50,7 +50,7 @@ def test_each_mode_passes_with_its_own_tolerance(tmp_path, cnn, mode, precision)
 
         assert "seeded realistic inputs (seed 0: image: smooth random pictures in [-1, 1])" in report.render([result])
     if mode in ("int8", "int16x8"):
-        assert "generated: 64 random samples from the input spec (image: smooth random pictures in [-1, 1]" in result.artifacts[-1].facts["representative_dataset"]
+        assert "generated: 128 random samples from the input spec (image: smooth random pictures in [-1, 1]" in result.artifacts[-1].facts["representative_dataset"]
     # Read back from disk (what `convhub check` does), the file tells the same precision.
     assert tflite.precision_of((tmp_path / "m.tflite").read_bytes()) == precision
 
@@ -474,7 +474,7 @@ def test_generated_calibration_takes_a_dynamic_length_from_the_checks_inputs(tmp
     result = convhub.convert(sm, to="tflite", output=tmp_path / "m.tflite", options={"quantize": "int8"},
                              inputs=inputs)
     said = result.artifacts[-1].facts["representative_dataset"]
-    assert "generated: 64 random samples" in said and "dynamic sizes as in --inputs: steps 32x4" in said
+    assert "generated: 128 random samples" in said and "dynamic sizes as in --inputs: steps 32x4" in said
     assert result.parity[-1].passed, result.parity[-1].cause
     # Without the check's inputs the samples keep the default size, which those inputs' sums outgrow.
     spec = [TensorSpec("steps", (None, None, 4), "float32")]
