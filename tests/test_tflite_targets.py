@@ -137,7 +137,7 @@ def test_int16x8_gives_a_sum_a_range_its_sums_fit(tmp_path):
     assert re.search(r"Sum \(SUM\) clips [\d.]+% of its values to the calibrated range", cause), cause
 
 
-def test_int8_gives_scores_their_range_back_from_a_softmax_written_as_jax_writes_it(tmp_path):
+def test_int8_gives_scores_their_range_back_from_a_softmax_written_as_jax_writes_it(tmp_path, monkeypatch):
     """jax.nn.softmax lowers to REDUCE_MAX, MAXIMUM with -inf, SUB, EXP: TFLiteConverter's int8 gives
     the scores the range of their row maxima (REDUCE_MAX shares its input's scale), so every
     negative score is clipped to about 0 in the converter's own file; convhub gives the scores
@@ -182,6 +182,16 @@ def test_int8_gives_scores_their_range_back_from_a_softmax_written_as_jax_writes
     given = graph.tensors[reduce_max.inputs[0]].quantization
     assert (-128 - given.zeroPoint[0]) * given.scale[0] > -0.1 and (x @ kernel).min() < -1
     assert int8.narrowing(raw) and int8.mend(raw, raw)[1] == []  # no calibrated range known: left as it is
+
+    # When the calibrate-only run or the mend fails, the converter's file stands as it wrote it,
+    # and the hop says so (run here, in this process, so the failure can be made to happen).
+    def broken(*_):
+        raise RuntimeError("calibration broke")
+
+    monkeypatch.setattr(int8, "mend", broken)
+    facts = tflite.from_saved_model(saved, tmp_path / "unmended.tflite", {"quantize": "int8"})
+    assert "left as the converter wrote them (its calibrate-only run failed: calibration broke)" in facts["fallback"]
+    assert (tmp_path / "unmended.tflite").read_bytes() == raw
 
 
 def test_int8_io_and_user_calibration_data(tmp_path, cnn):
