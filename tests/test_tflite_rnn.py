@@ -19,7 +19,7 @@ import pytest
 import convhub
 from convhub import cli, pipeline
 from convhub.plugins import default_registry
-from convhub.types import Artifact
+from convhub.types import Artifact, TensorSpec
 from convhub_tflite import notes, tflite
 
 TENSOR_LIST_OPS = ["TensorListReserve", "TensorListSetItem", "TensorListStack"]
@@ -181,13 +181,24 @@ def test_ops_with_no_builtin_fall_back_too_and_the_opt_out_names_them(runs):
 def test_the_route_notes_recurrent_layers_and_tolerates_their_absence(runs):
     (edge,) = [c for c in default_registry().graph.conversions if c.name == "savedmodel->tflite"]
     facts = {"recurrent_layers": ["Bidirectional", "LSTM", "LSTM"], "dynamic_dims": ["x[0]"]}
-    (note,) = cli.route_notes(edge, facts)
+    note, int16x8 = cli.route_notes(edge, facts)
     assert note.startswith("recurrent layers (Bidirectional, LSTM): builtin ops first; if TensorListReserve")
     assert "falls back to Select TF ops (Flex" in note and "--no-select-tf-ops-fallback" in note
+    # What --quantize int16x8 will meet is said before anything converts.
+    assert int16x8.startswith("--quantize int16x8: TFLiteConverter's int16x8 calibration records no range for"
+                              " recurrent layers (tensorflow/tensorflow#60799), so that conversion is refused")
     assert cli.route_notes(edge, {"xla_call_module": False}) == [] == notes({"recurrent_layers": []})
+    # Integer inputs (token ids) meet it too; uint8 pixels convert, so they are not named. Specs
+    # arrive as TensorSpecs, or as their JSON from another Python.
+    ids = [TensorSpec("token_ids", (None, 8), "int32"), TensorSpec("pixels", (None, 4, 4, 3), "uint8")]
+    (said,) = cli.route_notes(edge, {"inputs": ids})
+    assert "no range for integer inputs (token_ids) (tensorflow" in said
+    assert cli.route_notes(edge, {"inputs": [s.to_json() for s in ids]}) == [said]
+    assert cli.route_notes(edge, {"inputs": ids[1:]}) == []
     # With the facts a Keras source gives (when its reader reports recurrent layers).
     source = runs["bilstm facts"]
     if "recurrent_layers" not in source:
         pytest.skip("this Keras source reader does not report recurrent_layers")
-    (note,) = cli.route_notes(edge, source)
+    note, int16x8 = cli.route_notes(edge, source)
     assert note.startswith("recurrent layers (Bidirectional, LSTM): builtin ops first")
+    assert int16x8.startswith("--quantize int16x8:") and "recurrent layers" in int16x8

@@ -74,14 +74,32 @@ def notes(facts) -> list[str]:
     """What savedmodel → tflite does differently for this model: recurrent layers (the
     "recurrent_layers" fact a Keras source gives) with a dynamic batch need Select TF ops, which
     the hop falls back to. Not judged from the source's batch: keras.Model.export leaves the
-    batch dynamic even for keras.Input(batch_size=1) (measured: that LSTM falls back too)."""
+    batch dynamic even for keras.Input(batch_size=1) (measured: that LSTM falls back too).
+    And, said before anything converts, what --quantize int16x8 will meet for such a model."""
     layers = facts.get("recurrent_layers")
-    if not layers:
-        return []
-    names = ", ".join(dict.fromkeys(map(str, layers))) if isinstance(layers, (list, tuple, set)) else str(layers)
-    return [f"recurrent layers ({names}): builtin ops first; if TensorListReserve needs a static shape (a dynamic"
-            " batch), falls back to Select TF ops (Flex delegate, which the app must then link) unless"
-            " --no-select-tf-ops-fallback; builtin ops only: a fixed batch size, or unroll=True on the layer"]
+    said = []
+    if layers:
+        names = ", ".join(dict.fromkeys(map(str, layers))) if isinstance(layers, (list, tuple, set)) else str(layers)
+        said.append(f"recurrent layers ({names}): builtin ops first; if TensorListReserve needs a static shape (a"
+                    " dynamic batch), falls back to Select TF ops (Flex delegate, which the app must then link) unless"
+                    " --no-select-tf-ops-fallback; builtin ops only: a fixed batch size, or unroll=True on the layer")
+    integer = [name for name, dtype in _input_dtypes(facts) if dtype.startswith("int")]
+    if layers or integer:
+        why = " and ".join(filter(None, [f"integer inputs ({', '.join(integer)})" if integer else "",
+                                         "recurrent layers" if layers else ""]))
+        said.append(f"--quantize int16x8: TFLiteConverter's int16x8 calibration records no range for {why}"
+                    " (tensorflow/tensorflow#60799), so that conversion is refused with that reason; int8, dynamic"
+                    " and float16 do not meet it")
+    return said
+
+
+def _input_dtypes(facts) -> list[tuple[str, str]]:
+    """(name, dtype) of each input the source gave: TensorSpecs, or their JSON from another Python."""
+    found = []
+    for spec in facts.get("inputs") or []:
+        get = spec.get if isinstance(spec, dict) else lambda key, s=spec: getattr(s, key, None)
+        found.append((str(get("name")), str(get("dtype") or "")))
+    return found
 
 
 @hookimpl
