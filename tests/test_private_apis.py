@@ -105,3 +105,13 @@ def test_tflite_converter_stops_after_calibration_when_asked():
     source = inspect.getsource(lite)
     assert "self._experimental_calibrate_only = False" in source  # an attribute of every converter
     assert "if self._experimental_calibrate_only:" in source  # returns the calibrated model there
+
+
+def test_tflite_converter_hands_the_calibrated_model_to_its_mlir_quantizer():
+    """ranges.py wraps lite._mlir_quantize, which int8 post-training quantization calls with the
+    calibrated float model (a min and a max on each activation) as its first argument."""
+    from tensorflow.lite.python import lite
+
+    source = inspect.getsource(lite.TFLiteConverterBase._quantize)
+    assert "return _mlir_quantize(\n          calibrated," in source
+    assert list(inspect.signature(lite._mlir_quantize).parameters)[0] == "input_data_str"

@@ -59,7 +59,8 @@ def convhub_conversions():
             requires=("tensorflow",),
             cost=2.0,
             env=TF_ENV,
-            options=("quantize", "int8_io", "representative_data", "select_tf_ops", "select_tf_ops_fallback"),
+            options=("quantize", "int8_io", "representative_data", "int8_ranges", "select_tf_ops",
+                     "select_tf_ops_fallback"),
             lossy_options=("quantize",),
             data_options=("representative_data",),
             check_options=tflite.check_options,
@@ -115,6 +116,8 @@ def convhub_options():
         Option("representative_data", "calibration inputs (.npz) for --quantize int8 or int16x8 (default:"
                " generated from the input spec)", type="path"),
         Option("int8_io", "with --quantize int8: int8 inputs and outputs too", type="bool"),
+        Option("int8_ranges", "with --quantize int8: activation ranges of least squared error on the calibration"
+               " samples (mse, the default) or the converter's own min/max", choices=("mse", "minmax")),
         Option("select_tf_ops", "TFLite: always allow TensorFlow ops (Flex delegate); by default they are used"
                " only when builtin ops fail", type="bool"),  # False (--option select_tf_ops=false): never
         Option("select_tf_ops_fallback", "TFLite: when builtin ops fail, fail rather than convert again with"

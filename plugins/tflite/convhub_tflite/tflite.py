@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from convhub.errors import ConversionError, InputError, RuntimeMissing, UsageError
 from convhub.types import Artifact, TensorSpec, input_facts
 from convhub_tensorflow import frameworks
-from convhub_tflite import int8, int16x8
+from convhub_tflite import int8, int16x8, ranges
 
 FLATBUFFER_ID = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -97,6 +98,8 @@ def check_options(options: Mapping[str, Any]) -> None:
     if options.get("representative_data") and mode not in CALIBRATED:
         raise UsageError("a representative dataset is only used by full integer quantization"
                          " (--quantize int8 or int16x8)")
+    if options.get(ranges.OPTION) is not None and mode != "int8":
+        raise UsageError(f"{ranges.OPTION} chooses int8 activation ranges: it needs --quantize int8")
 
 
 def representative_samples(options: Mapping[str, Any], specs: list[TensorSpec],
@@ -406,18 +409,22 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
         keys += [s for s in artifact.facts.get("signatures", []) if s != signature]
     facts: dict[str, Any] = {"precision": PRECISION[mode], "signature": signature, "signatures": keys}
     try:
-        flatbuffer = convert(tf, artifact, keys, options, facts)
+        with _int8_ranges(artifact, options, facts) as chosen:
+            flatbuffer = convert(tf, artifact, keys, options, facts)
     except RuntimeError as exc:  # also from the Select TF ops fallback (a Keras RNN)
         if mode == "int16x8" and UNCALIBRATED_16X8 in str(exc):
             raise ConversionError(_uncalibrated_16x8(str(exc))) from None
         raise
     if mode == "int8" and int8.narrowing(flatbuffer):
         # Ranges the converter narrowed to a REDUCE_MAX's (a JAX softmax's attention scores) get
-        # back what its own calibration measured, read from a calibrate-only run (int8.py).
-        calibrating = _converter(tf, artifact, keys, options, {}, select="select_tf_ops" in facts)
-        calibrating._experimental_calibrate_only = True
+        # back what its own calibration measured (int8.py): the calibrated model the quantizer
+        # read (ranges.py), or with the converter's own ranges, a calibrate-only run's.
         try:
-            flatbuffer, mended = int8.mend(flatbuffer, calibrating.convert())
+            if chosen.get("calibrated") is None:
+                calibrating = _converter(tf, artifact, keys, options, {}, select="select_tf_ops" in facts)
+                calibrating._experimental_calibrate_only = True
+                chosen["calibrated"] = calibrating.convert()
+            flatbuffer, mended = int8.mend(flatbuffer, chosen["calibrated"])
         except Exception as exc:  # noqa: BLE001 - the converter's file stands, unmended, and says why
             mended = [f"int8 ranges a REDUCE_MAX narrowed were left as the converter wrote them (its calibrate-only"
                       f" run failed: {converter_message(exc)})"]
@@ -434,6 +441,25 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
             facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), *mended]))
     destination.write_bytes(flatbuffer)
     return facts
+
+
+@contextlib.contextmanager
+def _int8_ranges(artifact: Artifact, options: Mapping[str, Any], facts: dict) -> Iterator[dict[str, Any]]:
+    """For int8 (unless --option int8_ranges=minmax): activation ranges of least squared error on
+    the calibration samples, chosen while the converter quantizes (ranges.py); says which in facts.
+    Yields ranges.chosen_for's record ({} when the converter's own ranges are kept)."""
+    if options.get("quantize") != "int8" or options.get(ranges.OPTION) == "minmax":
+        yield {}
+        return
+    samples, _ = representative_samples(options, list(artifact.facts.get("inputs") or []),
+                                        artifact.facts.get("input_ranges"))  # the converter's, as _converter makes them
+    with ranges.chosen_for(samples) as record:
+        yield record
+    if "kept" in record:
+        facts["int8_ranges"] = f"min/max, as calibrated (LiteRT could not run the calibrated model: {record['kept']})"
+    elif "narrowed" in record:
+        facts["int8_ranges"] = (f"least squared error on the calibration samples: {record['narrowed']} activation"
+                                f" ranges narrowed from their min/max ({ranges.OPTION}=minmax keeps the converter's)")
 
 
 def _dtype_name(dtype) -> str:
