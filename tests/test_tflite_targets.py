@@ -503,3 +503,68 @@ def test_generated_calibration_takes_a_dynamic_length_from_the_checks_inputs(tmp
     with pytest.raises(ParityError) as drifted:
         convhub.convert(sm, to="tflite", options={"quantize": "int8", "representative_data": str(short)}, inputs=inputs)
     assert "clips" in drifted.value.result.parity[-1].cause
+
+
+def test_int8_narrows_a_heavy_tailed_activation_range_to_its_least_error_and_keeps_the_outputs(tmp_path):
+    """The cube of a projection is heavy-tailed: min/max lets its few largest values set every
+    step. convhub's default narrows such a range to the least squared error on the calibration
+    samples (ranges.py) and says so; the model's output keeps its range; --option
+    int8_ranges=minmax keeps the converter's own. (Whether that lowers a model's error depends on
+    what reads the tensor: on the zoo it did on average, docs/parity.md.)"""
+    import tensorflow as tf
+    from ai_edge_litert import schema_py_generated as schema
+    from convhub_tflite import ranges
+
+    w = (0.35 * tf.random.stateless_normal((8, 1024), seed=(7, 8))).numpy()
+    v = (tf.random.stateless_normal((1024, 4), seed=(9, 10)) / 32).numpy()
+
+    class HeavyTail(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="x")])
+        def serve(self, x):
+            z = tf.matmul(x, w)
+            return {"y": tf.matmul(tf.sigmoid(z * z * z), v)}
+
+    module = HeavyTail()
+    sm = saved_module(tmp_path / "sm", module, serving_default=module.serve)
+    chosen = convhub.convert(sm, to="tflite", output=tmp_path / "mse.tflite", options={"quantize": "int8"})
+    own = convhub.convert(sm, to="tflite", output=tmp_path / "minmax.tflite",
+                          options={"quantize": "int8", "int8_ranges": "minmax"})
+    said = chosen.artifacts[-1].facts["int8_ranges"]
+    assert re.search(r"least squared error on the calibration samples: [1-9]\d* activation ranges narrowed", said)
+    assert "int8_ranges" not in own.artifacts[-1].facts
+    assert chosen.parity[-1].passed and own.parity[-1].passed
+
+    def scales(path):
+        """{op kind: the int8 scale of what it writes, or for DEQUANTIZE (the model output's) reads}."""
+        raw = path.read_bytes()
+        graph = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0).subgraphs[0]
+        kinds = tflite.operator_kinds(schema.Model.GetRootAsModel(raw, 0))
+        return {kinds[op.opcodeIndex]: graph.tensors[
+                    op.inputs[0] if kinds[op.opcodeIndex] == "DEQUANTIZE" else op.outputs[0]].quantization.scale[0]
+                for op in graph.operators if kinds[op.opcodeIndex] in ("MUL", "DEQUANTIZE")}  # the last MUL: the cube
+
+    narrow, whole = scales(tmp_path / "mse.tflite"), scales(tmp_path / "minmax.tflite")
+    assert narrow["MUL"] < 0.95 * whole["MUL"], (narrow, whole)  # the heavy tail: a finer step
+    assert narrow["DEQUANTIZE"] == whole["DEQUANTIZE"]  # the model output keeps the converter's range
+    # Values spread evenly over their range lose nothing to a narrower one: the whole range stays.
+    even = np.linspace(-1.0, 3.0, 10_001)
+    assert ranges.least_error_share(even, -1.0, 3.0) == 1.0
+    cubes = np.random.default_rng(0).normal(size=65_536) ** 3
+    assert 0.8 < ranges.least_error_share(cubes, float(cubes.min()), float(cubes.max())) < 0.95
+    with pytest.raises(UsageError, match="int8_ranges chooses int8 activation ranges: it needs --quantize int8"):
+        tflite.check_options({"quantize": "float16", "int8_ranges": "mse"})
+
+
+def test_int8_ranges_stay_the_converters_when_the_calibrated_model_cannot_be_run():
+    """ranges.chosen_for wraps the converter's quantizer only while open; a calibrated model it
+    cannot run keeps its min/max ranges and the record says why."""
+    from tensorflow.lite.python import lite
+    from convhub_tflite import ranges
+
+    original = lite._mlir_quantize
+    with ranges.chosen_for([{"x": np.zeros((1, 2), np.float32)}]) as record:
+        assert lite._mlir_quantize is not original
+        with pytest.raises(Exception):
+            lite._mlir_quantize(b"not a flatbuffer")
+    assert lite._mlir_quantize is original
+    assert record["narrowed"] == 0 and record["calibrated"] == b"not a flatbuffer" and record["kept"]
