@@ -445,7 +445,7 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
 
 @contextlib.contextmanager
 def _int8_ranges(artifact: Artifact, options: Mapping[str, Any], facts: dict) -> Iterator[dict[str, Any]]:
-    """For int8 (unless --option int8_ranges=minmax): activation ranges of least squared error on
+    """For int8 (unless --int8-ranges minmax): activation ranges of least squared error on
     the calibration samples, chosen while the converter quantizes (ranges.py); says which in facts.
     Yields ranges.chosen_for's record ({} when the converter's own ranges are kept)."""
     if options.get("quantize") != "int8" or options.get(ranges.OPTION) == "minmax":
