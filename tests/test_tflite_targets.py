@@ -190,7 +190,7 @@ def test_int8_gives_scores_their_range_back_from_a_softmax_written_as_jax_writes
 
     monkeypatch.setattr(int8, "mend", broken)
     facts = tflite.from_saved_model(saved, tmp_path / "unmended.tflite", {"quantize": "int8", "int8_ranges": "minmax"})
-    assert "left as the converter wrote them (its calibrate-only run failed: calibration broke)" in facts["fallback"]
+    assert "left as the converter wrote them (reading its calibrated ranges failed: calibration broke)" in facts["fallback"]
     assert (tmp_path / "unmended.tflite").read_bytes() == raw
 
 

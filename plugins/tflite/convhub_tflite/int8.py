@@ -7,8 +7,9 @@ attention scores of a Flax transformer got the range of their row maxima, [0, 4.
 [-4.81, 4.85]: every negative score became 0 and the int8 model drifted 22 % (docs/parity.md). A
 Keras attention layer lowers to TFLite's own SOFTMAX, which has no such constraint.
 
-The mend gives the tensor back the range the converter's own calibration measured for it (read
-from a calibrate-only conversion, `_experimental_calibrate_only`, by tensor name), with the ops
+The mend gives the tensor back the range the converter's own calibration measured for it (read,
+by tensor name, from the calibrated model the quantizer read, which ranges.py keeps, or from a
+calibrate-only conversion, `_experimental_calibrate_only`), with the ops
 that only move its values (RESHAPE, TRANSPOSE, ...) above it, and feeds the REDUCE_MAX (and any
 other reader that does not rescale) a requantized copy in the old range.
 """
@@ -36,7 +37,7 @@ def narrowing(flatbuffer: bytes) -> bool:
 
 
 def calibrated_ranges(calibrated: bytes) -> list[dict[str, tuple[float, float]]]:
-    """{tensor name: (min, max)} per subgraph, from a calibrate-only conversion's file."""
+    """{tensor name: (min, max)} per subgraph, from a calibrated model's file."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(calibrated), 0)

@@ -426,8 +426,8 @@ def from_saved_model(artifact: Artifact, destination: Path, options: Mapping[str
                 chosen["calibrated"] = calibrating.convert()
             flatbuffer, mended = int8.mend(flatbuffer, chosen["calibrated"])
         except Exception as exc:  # noqa: BLE001 - the converter's file stands, unmended, and says why
-            mended = [f"int8 ranges a REDUCE_MAX narrowed were left as the converter wrote them (its calibrate-only"
-                      f" run failed: {converter_message(exc)})"]
+            mended = [f"int8 ranges a REDUCE_MAX narrowed were left as the converter wrote them (reading its"
+                      f" calibrated ranges failed: {converter_message(exc)})"]
         if mended:
             facts["fallback"] = "; ".join(filter(None, [facts.get("fallback"), *mended]))
     if mode == "int16x8":
