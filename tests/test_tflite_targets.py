@@ -533,6 +533,10 @@ def test_int8_narrows_a_heavy_tailed_activation_range_to_its_least_error_and_kee
     assert re.search(r"least squared error on the calibration samples: [1-9]\d* activation ranges narrowed", said)
     assert "int8_ranges" not in own.artifacts[-1].facts
     assert chosen.parity[-1].passed and own.parity[-1].passed
+    # Were it to drift, the advice names the converter's own ranges too (narrower ones help on average).
+    assert chosen.artifacts[-1].facts["if_drifted"].endswith(", or keep the converter's own activation ranges"
+                                                              " with --int8-ranges minmax")
+    assert "--int8-ranges" not in own.artifacts[-1].facts["if_drifted"]
 
     def scales(path):
         """{op kind: the int8 scale of what it writes, or for DEQUANTIZE (the model output's) reads}."""

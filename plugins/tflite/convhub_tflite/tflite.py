@@ -460,6 +460,8 @@ def _int8_ranges(artifact: Artifact, options: Mapping[str, Any], facts: dict) ->
     elif "narrowed" in record:
         facts["int8_ranges"] = (f"least squared error on the calibration samples: {record['narrowed']} activation"
                                 f" ranges narrowed from their min/max ({ranges.OPTION}=minmax keeps the converter's)")
+        if record["narrowed"] and facts.get("if_drifted"):  # narrower ranges help on average, not always
+            facts["if_drifted"] += ", or keep the converter's own activation ranges with --int8-ranges minmax"
 
 
 def _dtype_name(dtype) -> str:
