@@ -77,6 +77,8 @@ def notes(facts) -> list[str]:
     the hop falls back to. Not judged from the source's batch: keras.Model.export leaves the
     batch dynamic even for keras.Input(batch_size=1) (measured: that LSTM falls back too).
     And, said before anything converts, what --quantize int16x8 will meet for such a model."""
+    from convhub.cache import facts_from_json  # the input specs as TensorSpecs, also when they came as JSON
+
     layers = facts.get("recurrent_layers")
     said = []
     if layers:
@@ -84,7 +86,7 @@ def notes(facts) -> list[str]:
         said.append(f"recurrent layers ({names}): builtin ops first; if TensorListReserve needs a static shape (a"
                     " dynamic batch), falls back to Select TF ops (Flex delegate, which the app must then link) unless"
                     " --no-select-tf-ops-fallback; builtin ops only: a fixed batch size, or unroll=True on the layer")
-    integer = [name for name, dtype in _input_dtypes(facts) if dtype.startswith("int")]
+    integer = [s.name for s in facts_from_json(facts).get("inputs") or [] if str(s.dtype).startswith("int")]
     if layers or integer:
         why = " and ".join(filter(None, [f"integer inputs ({', '.join(integer)})" if integer else "",
                                          "recurrent layers" if layers else ""]))
@@ -93,14 +95,6 @@ def notes(facts) -> list[str]:
                     " and float16 do not meet it")
     return said
 
-
-def _input_dtypes(facts) -> list[tuple[str, str]]:
-    """(name, dtype) of each input the source gave: TensorSpecs, or their JSON from another Python."""
-    found = []
-    for spec in facts.get("inputs") or []:
-        get = spec.get if isinstance(spec, dict) else lambda key, s=spec: getattr(s, key, None)
-        found.append((str(get("name")), str(get("dtype") or "")))
-    return found
 
 
 @hookimpl
